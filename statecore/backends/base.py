@@ -1,0 +1,179 @@
+"""The store contract: one small abstract class that every backend implements.
+
+A store keeps, per run, an append-only stream of :class:`~statecore.events.StoredEvent`
+plus a little metadata (:class:`RunMeta`) that the runner supplies with each append, a
+lease with an epoch (the fencing token), and a result cache shared by runs.
+
+Rules every store keeps (the conformance suite in :mod:`statecore.testing` checks them):
+
+* ``append`` is atomic, all or nothing. It succeeds only if the stream's head is
+  ``expected_seq`` and the events are numbered ``expected_seq + 1 ...`` without gaps;
+  otherwise :class:`~statecore.errors.ConcurrencyError`. With ``lease`` it also checks
+  that the lease's epoch is the run's current one; otherwise
+  :class:`~statecore.errors.LeaseLost`. ``run_meta`` is written in the same transaction.
+* A store checks sequence and epoch only; it never parses payloads.
+* Drivers' exceptions never leak: they become :class:`~statecore.errors.StoreUnavailable`
+  (or another :class:`~statecore.errors.StatecoreError`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from statecore.events import StoredEvent
+
+__all__ = ["CacheEntry", "Lease", "RunMeta", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunMeta:
+    """What a store knows of a run without reading its stream.
+
+    Attributes:
+        run_id: the run's id.
+        flow_name: the flow's name.
+        state: the flow's current state name (``Running``, ``Success``, ...).
+        started: UTC ns of the run's first event.
+        ended: UTC ns when the flow finished, else None.
+        head: the last sequence number (filled in by the store on read).
+        parent_run: the run this one was rerun from, if any.
+    """
+
+    run_id: str
+    flow_name: str
+    state: str
+    started: int
+    ended: int | None = None
+    head: int = 0
+    parent_run: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A driver's right to append to a run.
+
+    Attributes:
+        run_id: the run.
+        owner: who holds it, ``host:pid:token``.
+        epoch: the fencing token; every acquisition increments it.
+        expires: UTC ns when it lapses unless renewed.
+    """
+
+    run_id: str
+    owner: str
+    epoch: int
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One cached task result: encoded state bytes, valid until ``expires`` (UTC ns)."""
+
+    key: str
+    payload: bytes
+    expires: int
+
+
+class Store(abc.ABC):
+    """The contract every backend implements. All options are keyword-only."""
+
+    #: the URL this store was opened from (for messages)
+    url: str = "?"
+
+    # -- the log -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append(
+        self,
+        run_id: str,
+        events: Sequence[StoredEvent],
+        *,
+        expected_seq: int,
+        lease: Lease | None = None,
+        run_meta: RunMeta | None = None,
+    ) -> int:
+        """Append ``events`` (numbered ``expected_seq + 1 ...``) atomically.
+
+        Returns:
+            The new head sequence number.
+
+        Raises:
+            ConcurrencyError: the head is not ``expected_seq`` or numbering is wrong.
+            LeaseLost: ``lease`` is not the run's current lease epoch.
+            StoreUnavailable: the store cannot be reached.
+        """
+
+    @abc.abstractmethod
+    def read(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Events with ``seq > after`` in order, at most ``limit`` of them."""
+
+    @abc.abstractmethod
+    def head(self, run_id: str) -> int:
+        """The run's last sequence number, 0 for an unknown run."""
+
+    # -- runs ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunMeta | None:
+        """The run's metadata, or None."""
+
+    @abc.abstractmethod
+    def list_runs(
+        self,
+        *,
+        flow_name: str | None = None,
+        state: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> list[RunMeta]:
+        """Runs, newest first, filtered by flow name, state and start time (UTC ns)."""
+
+    @abc.abstractmethod
+    def prune(self, *, before: int) -> int:
+        """Delete finished runs that ended before ``before`` (UTC ns); return how many."""
+
+    # -- leases --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def acquire_lease(self, run_id: str, *, owner: str, ttl: float, now: int) -> Lease:
+        """Take the run's lease for ``ttl`` seconds with a new epoch.
+
+        Raises:
+            LeaseHeld: another owner holds an unexpired lease (the message names it).
+        """
+
+    @abc.abstractmethod
+    def renew_lease(self, lease: Lease, *, ttl: float, now: int) -> Lease:
+        """Extend ``lease``. Raises LeaseLost if its epoch is no longer current."""
+
+    @abc.abstractmethod
+    def release_lease(self, lease: Lease) -> None:
+        """Give the lease up (a no-op if it was already lost)."""
+
+    @abc.abstractmethod
+    def get_lease(self, run_id: str) -> Lease | None:
+        """The run's current lease (possibly expired), or None."""
+
+    # -- cache ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def cache_put(self, key: str, payload: bytes, *, expires: int) -> None:
+        """Add a cached result under ``key``."""
+
+    @abc.abstractmethod
+    def cache_get(self, key: str, *, now: int) -> list[CacheEntry]:
+        """Unexpired entries under ``key``, newest first."""
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,209 @@
+"""The event envelope: what a run's log is made of.
+
+A store keeps one stream per run, each row a :class:`StoredEvent`: run id, sequence
+number, lease epoch, hash of the previous event, kind, time and payload bytes. Stores
+never look inside ``payload``; the core encodes and decodes it here.
+
+The payload is a msgpack array whose first item is the schema version. The bodies:
+
+=============  ============================================================================
+kind           body
+=============  ============================================================================
+``run``        :class:`RunStarted`: flow name, recorded graph, parameters (secrets removed)
+``state``      :class:`StateChanged`: entity (flow, or task key and map index), previous and
+               new state, attempt, message, result, state extras
+``log``        :class:`LogRecord`: a task's log line
+``note``       :class:`Note`: warnings and audit notes (changed code, interruption, ...)
+=============  ============================================================================
+
+Each event carries ``prev_hash``, a keyed BLAKE2b of the previous event, so an edited log
+is detected (``statecore verify``). With ``STATECORE_HMAC_KEY`` set the chain is a MAC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from statecore.errors import CorruptEvent, SchemaVersionError
+from statecore.serialization import packb, unpackb
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Body",
+    "LogRecord",
+    "Note",
+    "RunStarted",
+    "StateChanged",
+    "StoredEvent",
+    "chain_hash",
+    "decode_body",
+    "encode_body",
+]
+
+SCHEMA_VERSION = 1
+
+KIND_RUN = "run"
+KIND_STATE = "state"
+KIND_LOG = "log"
+KIND_NOTE = "note"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of a run's stream, exactly as a store keeps it.
+
+    Attributes:
+        run_id: the run's id.
+        seq: position in the run's stream, from 1, without gaps.
+        epoch: the lease epoch (fencing token) of the driver that wrote it; 0 without lease.
+        prev_hash: :func:`chain_hash` of the previous event (``b""`` for the first).
+        kind: ``run``, ``state``, ``log`` or ``note``.
+        ts: UTC time in integer nanoseconds.
+        payload: msgpack bytes, decoded by :func:`decode_body`.
+    """
+
+    run_id: str
+    seq: int
+    epoch: int
+    prev_hash: bytes
+    kind: str
+    ts: int
+    payload: bytes
+
+
+def chain_hash(event: StoredEvent, key: bytes | None = None) -> bytes:
+    """The 16-byte hash that the next event stores as ``prev_hash``.
+
+    With ``key`` it is a keyed BLAKE2b (a MAC): it cannot be recomputed without the key.
+    """
+    h = hashlib.blake2b(digest_size=16, key=key or b"")
+    h.update(event.prev_hash)
+    h.update(
+        f"{event.run_id}\x00{event.seq}\x00{event.epoch}\x00{event.kind}\x00{event.ts}\x00".encode()
+    )
+    h.update(event.payload)
+    return h.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """The first event of a run: what was run, with what."""
+
+    flow_name: str
+    graph: dict[str, Any]
+    parameters: dict[str, Any]
+    parent_run: str | None = None
+    kind: str = field(default=KIND_RUN, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """A state change of the flow (``task is None``) or of a task or mapped child.
+
+    ``extra`` holds the fields some states add: ``start_time`` (Scheduled),
+    ``run_count`` (Retrying), ``loop_count`` (Looped), ``n_map_states`` (Mapped), the
+    cache fields (Cached). ``result_stored`` is False when the result was not written
+    (``checkpoint=False`` or a secret); replay then folds it to ``NOT_PERSISTED``.
+    """
+
+    task: str | None
+    index: int | None
+    prev: str
+    new: str
+    attempt: int
+    message: str | None
+    result: Any = None
+    result_stored: bool = True
+    extra: dict[str, Any] | None = None
+    kind: str = field(default=KIND_STATE, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A log line written by a task through ``context['logger']``."""
+
+    task: str | None
+    index: int | None
+    level: str
+    message: str
+    kind: str = field(default=KIND_LOG, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An audit note or warning: ``code`` says what (``code-changed``, ``cancel``, ...)."""
+
+    code: str
+    message: str
+    data: dict[str, Any] | None = None
+    kind: str = field(default=KIND_NOTE, init=False)
+
+
+Body = RunStarted | StateChanged | LogRecord | Note
+
+
+def encode_body(body: Body) -> bytes:
+    """Encode a body as payload bytes (raises SerializationError for unwritable results)."""
+    if isinstance(body, StateChanged):
+        return packb(
+            [
+                SCHEMA_VERSION,
+                body.task,
+                body.index,
+                body.prev,
+                body.new,
+                body.attempt,
+                body.message,
+                body.result if body.result_stored else None,
+                body.result_stored,
+                body.extra,
+            ]
+        )
+    if isinstance(body, RunStarted):
+        return packb(
+            [SCHEMA_VERSION, body.flow_name, body.graph, body.parameters, body.parent_run]
+        )
+    if isinstance(body, LogRecord):
+        return packb([SCHEMA_VERSION, body.task, body.index, body.level, body.message])
+    return packb([SCHEMA_VERSION, body.code, body.message, body.data])
+
+
+def decode_body(event: StoredEvent) -> Body:
+    """Decode an event's payload.
+
+    Raises:
+        SchemaVersionError: the event was written by a newer statecore.
+        CorruptEvent: the payload cannot be decoded; names the run and sequence number.
+    """
+    try:
+        items = unpackb(event.payload)
+        version = items[0]
+    except Exception as exc:
+        raise CorruptEvent(
+            f"run {event.run_id!r}, event {event.seq}: payload cannot be decoded ({exc})"
+        ) from exc
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"run {event.run_id!r}, event {event.seq}: written with event schema "
+            f"{version!r}, newer than this statecore's {SCHEMA_VERSION}; upgrade statecore"
+        )
+    try:
+        if event.kind == KIND_STATE:
+            _, task, index, prev, new, attempt, message, result, stored, extra = items
+            return StateChanged(task, index, prev, new, attempt, message, result, stored, extra)
+        if event.kind == KIND_RUN:
+            _, flow_name, graph, parameters, parent = items
+            return RunStarted(flow_name, graph, parameters, parent)
+        if event.kind == KIND_LOG:
+            _, task, index, level, message = items
+            return LogRecord(task, index, level, message)
+        if event.kind == KIND_NOTE:
+            _, code, message, data = items
+            return Note(code, message, data)
+    except (TypeError, ValueError) as exc:
+        raise CorruptEvent(
+            f"run {event.run_id!r}, event {event.seq}: malformed {event.kind!r} payload ({exc})"
+        ) from exc
+    raise CorruptEvent(f"run {event.run_id!r}, event {event.seq}: unknown kind {event.kind!r}")
