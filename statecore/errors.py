@@ -13,6 +13,7 @@ __all__ = [
     "FlowChanged",
     "FlowDefinitionError",
     "IllegalTransition",
+    "InvalidStoreURL",
     "LeaseHeld",
     "LeaseLost",
     "RunNotFound",
@@ -57,6 +58,10 @@ class IllegalTransition(StatecoreError):
             f"illegal transition in run {run_id!r}: {what} cannot go from "
             f"{from_state} to {to_state}"
         )
+
+
+class InvalidStoreURL(StatecoreError, ValueError):
+    """A store URL that is malformed or names a scheme no installed backend serves."""
 
 
 class SerializationError(StatecoreError, TypeError):

@@ -61,7 +61,9 @@ class MemoryStore(Store):
     def read(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         with self._lock:
             stream = self._streams.get(run_id, [])
-            end = len(stream) if limit is None else min(len(stream), after + limit)
+            # Negative bounds would count from the end of the list; clamp them to "none".
+            after = max(after, 0)
+            end = len(stream) if limit is None else min(len(stream), after + max(limit, 0))
             return stream[after:end]
 
     def head(self, run_id: str) -> int:
@@ -94,7 +96,7 @@ class MemoryStore(Store):
                 and (until is None or m.started < until)
             ]
         rows.sort(key=lambda m: (m.started, m.run_id), reverse=True)
-        return rows if limit is None else rows[:limit]
+        return rows if limit is None else rows[: max(limit, 0)]
 
     def prune(self, *, before: int) -> int:
         with self._lock:
@@ -105,6 +107,7 @@ class MemoryStore(Store):
                 self._meta.pop(run_id, None)
                 self._streams.pop(run_id, None)
                 self._leases.pop(run_id, None)
+                self._epochs.pop(run_id, None)
             return len(doomed)
 
     def acquire_lease(self, run_id: str, *, owner: str, ttl: float, now: int) -> Lease:
