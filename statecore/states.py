@@ -117,11 +117,12 @@ class State:
         result: the value the state carries (a task's return value, an exception, ...).
     """
 
-    __slots__ = ("message", "result")
+    __slots__ = ("message", "result", "run_id")
 
     def __init__(self, message: str | None = None, result: Any = None) -> None:
         self.message = message
         self.result = result
+        self.run_id: str | None = None
 
     @property
     def name(self) -> str:
@@ -298,7 +299,7 @@ class Mapped(Success):
     ) -> None:
         self.map_states: list[State] = list(map_states or [])
         self._n_map_states = n_map_states
-        if result is None and self.map_states:
+        if result is None and map_states is not None:
             result = [s.result for s in self.map_states]
         super().__init__(message, result)
 

@@ -1,0 +1,75 @@
+"""``statecore.context``: a read-only mapping of the running task's context.
+
+Inside a task body it holds at least ``run_id``, ``flow_name``, ``task_name``,
+``task_full_name`` (``name[i]`` for a mapped child), ``task_slug``, ``map_index``,
+``parameters``, ``task_run_count``, ``task_loop_count``, ``task_loop_result``, ``resume``,
+``scheduled_start_time`` and a ``logger`` whose records are appended to the run's log.
+Outside a task it is empty. The runner sets it per worker through a ContextVar.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+__all__ = ["Context", "context", "resolve_secret"]
+
+_values: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "statecore_context", default={}
+)
+_secret_resolver: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar(
+    "statecore_secret_resolver", default=None
+)
+
+
+class Context(Mapping[str, Any]):
+    """A read-only view of the current task's context."""
+
+    def __getitem__(self, key: str) -> Any:
+        return _values.get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_values.get())
+
+    def __len__(self) -> int:
+        return len(_values.get())
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return _values.get()[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __repr__(self) -> str:
+        return f"<Context {dict(_values.get())!r}>"
+
+
+context = Context()
+
+
+def set_context(values: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any]]:
+    """Set the context for this thread (runner use); returns a token to reset it."""
+    return _values.set(values)
+
+
+def reset_context(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    """Restore the context before :func:`set_context`."""
+    _values.reset(token)
+
+
+def set_secret_resolver(
+    resolver: Callable[[str], Any] | None,
+) -> contextvars.Token[Callable[[str], Any] | None]:
+    """Install the runner's secret lookup for this thread."""
+    return _secret_resolver.set(resolver)
+
+
+def resolve_secret(name: str) -> Any:
+    """The value of secret ``name`` (raises FAIL when it is missing)."""
+    resolver = _secret_resolver.get()
+    if resolver is None:
+        from statecore import signals
+
+        raise signals.FAIL(f'Secret "{name}" was not found')
+    return resolver(name)

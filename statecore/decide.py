@@ -1,0 +1,450 @@
+"""Decide: from (graph, view, now) to the next actions. Pure: no I/O, no threads, no clock.
+
+For each candidate task (or mapped child) ``decide`` walks Prefect 1's task pipeline:
+
+1. not pending (running, paused, finished)        -> nothing
+2. scheduled in the future (a retry's delay)      -> wake up at that time
+3. an upstream not finished                        -> nothing (stays Pending)
+4. an upstream skipped and skip_on_upstream_skip   -> Skipped
+5. a mapped task's own run                         -> Mapped(n) or Failed (nothing to map)
+6. the trigger                                     -> TriggerFailed / Skipped / Paused
+7. a valid cached result                           -> Cached
+8. otherwise                                       -> run it
+
+``settle`` is the other half: from what a task body did to the state it ends in (success,
+signals, retries, caching). ``final_state`` is the flow-state rule. The runner feeds
+``decide`` only the tasks whose upstream changed, so a step costs O(changed), not O(graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from statecore import signals
+from statecore.graph import Graph, Input, Node
+from statecore.states import (
+    NOT_PERSISTED,
+    Cached,
+    Failed,
+    Finished,
+    Looped,
+    Mapped,
+    Paused,
+    Pending,
+    Resume,
+    Retrying,
+    Running,
+    Scheduled,
+    Skipped,
+    State,
+    Success,
+    TimedOut,
+    TriggerFailed,
+)
+from statecore.view import RunView, TaskRun
+
+__all__ = [
+    "Decision",
+    "RunTask",
+    "SetState",
+    "decide",
+    "final_state",
+    "settle",
+    "task_inputs",
+]
+
+SKIP_MESSAGE = (
+    "Upstream task was skipped; if this was not the intended behavior, consider changing "
+    "`skip_on_upstream_skip=False` for this task."
+)
+
+Entity = tuple[int, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SetState:
+    """Move a task to ``state`` without running it."""
+
+    node: int
+    index: int | None
+    state: State
+
+
+@dataclass(frozen=True, slots=True)
+class RunTask:
+    """Run a task's body with ``inputs`` as attempt ``attempt``."""
+
+    node: int
+    index: int | None
+    inputs: dict[str, Any]
+    attempt: int
+    resume: bool = False
+    loop_count: int = 0
+    loop_result: Any = None
+
+
+@dataclass(slots=True)
+class Decision:
+    """What to do next."""
+
+    set_states: list[SetState] = field(default_factory=list)
+    run: list[RunTask] = field(default_factory=list)
+    wake: list[tuple[int, Entity]] = field(default_factory=list)
+
+
+def decide(
+    graph: Graph,
+    view: RunView,
+    now: int,
+    candidates: Iterable[Entity] | None = None,
+    *,
+    cache: Mapping[int, list[Cached]] | None = None,
+    retry_now: bool = True,
+) -> Decision:
+    """The next actions for ``candidates`` (every task when None).
+
+    Args:
+        graph: the compiled flow.
+        view: the folded log.
+        now: UTC ns.
+        candidates: (node, map index) pairs whose inputs may have changed.
+        cache: cached states per node, loaded by the runner from the store.
+        retry_now: False for a single pass: retries wait for a later run.
+    """
+    decision = Decision()
+    if candidates is None:
+        candidates = all_entities(view)
+    for node_i, index in candidates:
+        _decide_one(graph, view, now, graph.nodes[node_i], index, cache, retry_now, decision)
+    return decision
+
+
+def all_entities(view: RunView) -> list[Entity]:
+    """Every task and mapped child of the view, in graph order."""
+    out: list[Entity] = []
+    for i in range(len(view.runs)):
+        out.append((i, None))
+        out.extend((i, j) for j in range(len(view.children.get(i, ()))))
+    return out
+
+
+def _decide_one(
+    graph: Graph,
+    view: RunView,
+    now: int,
+    node: Node,
+    index: int | None,
+    cache: Mapping[int, list[Cached]] | None,
+    retry_now: bool,
+    decision: Decision,
+) -> None:
+    run = view.runs[node.index] if index is None else view.children[node.index][index]
+    state = run.state
+    if not isinstance(state, Pending) or isinstance(state, Paused):
+        return
+    if isinstance(state, Scheduled):
+        if isinstance(state, Retrying) and not retry_now:
+            return
+        if state.start_time is not None and state.start_time > now:
+            decision.wake.append((state.start_time, (node.index, index)))
+            return
+    upstream = upstream_states(graph, view, node, index)
+    if upstream is None:
+        return
+    if node.skip_on_upstream_skip and _any_skipped(upstream):
+        decision.set_states.append(SetState(node.index, index, Skipped(SKIP_MESSAGE)))
+        return
+    if node.mapped and index is None:
+        decision.set_states.append(SetState(node.index, None, _ready_to_map(upstream)))
+        return
+    verdict = _check_trigger(node, upstream, approved=isinstance(state, Resume))
+    if verdict is not None:
+        decision.set_states.append(SetState(node.index, index, verdict))
+        return
+    inputs = task_inputs(node, upstream)
+    if node.cache_for_ns is not None and cache:
+        hit = _cache_hit(node, cache.get(node.index, ()), inputs, view.parameters, now)
+        if hit is not None:
+            decision.set_states.append(SetState(node.index, index, hit))
+            return
+    attempt = run.attempt if run.interrupted else run.attempt + 1
+    decision.run.append(
+        RunTask(
+            node.index,
+            index,
+            inputs,
+            max(attempt, 1),
+            resume=isinstance(state, Resume),
+            loop_count=run.loop_count,
+            loop_result=run.loop_result,
+        )
+    )
+
+
+def upstream_states(
+    graph: Graph, view: RunView, node: Node, index: int | None
+) -> dict[Any, State] | None:
+    """Each input edge's upstream state, or None while any upstream is unfinished.
+
+    For a mapped child, a mapped edge gives the upstream child (or element) at ``index``.
+    A mapped upstream seen whole counts as finished only when all its children are.
+    """
+    out: dict[Any, State] = {}
+    shared: dict[int, State] = {}
+    for inp in node.inputs:
+        up = inp.upstream
+        if up < 0:
+            out[inp.edge] = inp.constant  # type: ignore[assignment]
+            continue
+        up_run = view.runs[up]
+        up_state = up_run.state
+        if not isinstance(up_state, Finished) or isinstance(up_state, Looped):
+            return None
+        whole_mapped = isinstance(up_state, Mapped)
+        if whole_mapped and (not inp.mapped or inp.flattened) and view.unfinished_children.get(up):
+            return None
+        if index is not None and inp.mapped:
+            element = _mapped_element(view, up, inp, index)
+            if element is None:
+                return None
+            out[inp.edge] = element
+            continue
+        state = shared.get(up)
+        if state is None:
+            state = view.state_of(up)
+            if inp.flattened and not whole_mapped:
+                state = _with_result(state, _flatten(state.result))
+            shared[up] = state
+        if inp.flattened and whole_mapped and inp.mapped:
+            # a mapped parent over a flattened mapped upstream: its width is the total
+            state = Mapped(
+                up_state.message, None, _flat_children(view, up), None
+            )
+        out[inp.edge] = state
+    return out
+
+
+def _mapped_element(view: RunView, up: int, inp: Input, index: int) -> State | None:
+    up_state = view.runs[up].state
+    if isinstance(up_state, Mapped):
+        if inp.flattened:
+            flat = _flat_children(view, up)
+            return flat[index] if index < len(flat) else None
+        child = view.children[up][index].state
+        if not isinstance(child, Finished) or isinstance(child, Looped):
+            return None
+        return child
+    result = up_state.result
+    if inp.flattened:
+        result = _flatten(result)
+    try:
+        value = result[index]
+    except (IndexError, KeyError, TypeError):
+        value = None
+    return _with_result(up_state, value)
+
+
+def _flat_children(view: RunView, up: int) -> list[State]:
+    out: list[State] = []
+    for child in view.children.get(up, ()):
+        result = child.state.result
+        if isinstance(result, list | tuple):
+            out.extend(_with_result(child.state, r) for r in result)
+        else:
+            out.append(child.state)
+    return out
+
+
+def _flatten(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        out: list[Any] = []
+        for v in value:
+            if isinstance(v, list | tuple):
+                out.extend(v)
+            else:
+                out.append(v)
+        return out
+    return value
+
+
+def _with_result(state: State, result: Any) -> State:
+    copy = object.__new__(type(state))
+    for cls in type(state).__mro__:
+        for slot in getattr(cls, "__slots__", ()):
+            if hasattr(state, slot):
+                object.__setattr__(copy, slot, getattr(state, slot))
+    copy.result = result
+    return copy
+
+
+def _expanded(upstream: Mapping[Any, State]) -> Iterable[State]:
+    for edge, state in upstream.items():
+        if isinstance(state, Mapped) and not getattr(edge, "mapped", False):
+            yield from state.map_states
+        else:
+            yield state
+
+
+def _any_skipped(upstream: Mapping[Any, State]) -> bool:
+    return any(isinstance(s, Skipped) for s in _expanded(upstream))
+
+
+def _ready_to_map(upstream: Mapping[Any, State]) -> State:
+    if upstream and not any(e.mapped and s.is_successful() for e, s in upstream.items()):
+        return Failed("No upstream states can be mapped over.")
+    lengths: list[int] = []
+    for edge, state in upstream.items():
+        if not edge.mapped or not state.is_successful():
+            continue
+        if isinstance(state, Mapped):
+            lengths.append(state.n_map_states)
+        elif not hasattr(state.result, "__getitem__"):
+            return Failed("At least one upstream state has an unmappable result.")
+        else:
+            lengths.append(len(state.result))
+    return Mapped("Ready to proceed with mapping.", n_map_states=min(lengths, default=0))
+
+
+def _check_trigger(node: Node, upstream: Mapping[Any, State], *, approved: bool) -> State | None:
+    """None when the trigger passes; else the state the task ends in."""
+    try:
+        if not node.trigger(upstream):
+            raise signals.TRIGGERFAIL("Trigger failed")
+    except signals.PAUSE as sig:
+        return None if approved else sig.state
+    except signals.StateSignal as sig:
+        return sig.state
+    except signals.ENDRUN as sig:
+        return sig.state
+    except Exception as exc:
+        return TriggerFailed(f"Unexpected error while checking task trigger: {exc!r}", result=exc)
+    return None
+
+
+def task_inputs(node: Node, upstream: Mapping[Any, State]) -> dict[str, Any]:
+    """The keyword arguments the task body receives."""
+    inputs: dict[str, Any] = {}
+    for inp in node.inputs:
+        if inp.key is not None:
+            inputs[inp.key] = upstream[inp.edge].result
+    return inputs
+
+
+def _cache_hit(
+    node: Node,
+    candidates: Iterable[Cached],
+    inputs: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    now: int,
+) -> Cached | None:
+    validator = node.task.cache_validator
+    for candidate in candidates:
+        expires = candidate.cached_result_expiration
+        if expires is not None and expires <= now:
+            continue
+        try:
+            if validator(candidate, dict(inputs), dict(parameters)):
+                return candidate
+        except Exception:
+            continue
+    return None
+
+
+def settle(
+    node: Node,
+    outcome: State,
+    *,
+    attempt: int,
+    now: int,
+    inputs: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    ended_run: bool = False,
+) -> State:
+    """The state a task ends an attempt in, from the state its body produced.
+
+    Applies Prefect 1's post-run steps: a success with ``cache_for`` becomes ``Cached``;
+    a failure with retries left becomes ``Retrying`` at ``now + retry_delay``. An
+    ``ENDRUN`` state (``ended_run``) is final as it is.
+    """
+    if ended_run:
+        return outcome
+    if isinstance(outcome, Retrying) and outcome.start_time is None:
+        return Retrying(outcome.message, outcome.result, now, attempt)
+    if (
+        isinstance(outcome, Success)
+        and not isinstance(outcome, Skipped | Cached | Mapped)
+        and node.cache_for_ns is not None
+    ):
+        return Cached(
+            outcome.message,
+            outcome.result,
+            cached_inputs=dict(inputs),
+            cached_parameters=dict(parameters),
+            cached_result_expiration=now + node.cache_for_ns,
+        )
+    if isinstance(outcome, Failed) and attempt <= node.max_retries:
+        return Retrying(
+            f"Retrying Task (after attempt {attempt} of {node.max_retries + 1})",
+            None,
+            now + node.retry_delay_ns,
+            attempt,
+        )
+    return outcome
+
+
+def outcome_state(exc: BaseException | None, value: Any, loop_count: int) -> tuple[State, bool]:
+    """The state a body's return value or exception gives, and whether it was ENDRUN."""
+    if exc is None:
+        return Success("Task run succeeded.", value), False
+    if isinstance(exc, signals.ENDRUN):
+        return exc.state, True
+    if isinstance(exc, signals.LOOP):
+        looped = exc.state
+        assert isinstance(looped, Looped)
+        looped.loop_count = loop_count
+        looped.message = looped.message or f"Task is looping ({loop_count})"
+        return looped, False
+    if isinstance(exc, signals.StateSignal):
+        return exc.state, False
+    if isinstance(exc, TimeoutError) and getattr(exc, "statecore_timeout", False):
+        return TimedOut("Task timed out during execution.", exc), False
+    return Failed(f"Error during execution of task: {exc!r}", exc), False
+
+
+def final_state(graph: Graph, view: RunView) -> State:
+    """The flow's state from its terminal and reference tasks (Prefect 1's rule).
+
+    Running while any terminal task (or mapped child) is unfinished; else Failed if any
+    reference state failed; else Success ("All reference tasks succeeded." when all
+    succeeded, "No reference tasks failed." otherwise).
+    """
+    terminal = _flat_states(view, graph.terminal)
+    if not all(s.is_finished() for s in terminal):
+        return Running("Running flow.")
+    key = _flat_states(view, graph.reference)
+    if any(s.is_failed() for s in key):
+        return Failed("Some reference tasks failed.")
+    if all(s.is_successful() for s in key):
+        return Success("All reference tasks succeeded.")
+    return Success("No reference tasks failed.")
+
+
+def _flat_states(view: RunView, nodes: Iterable[int]) -> list[State]:
+    out: list[State] = []
+    for i in nodes:
+        state = view.runs[i].state
+        if isinstance(state, Mapped):
+            out.extend(c.state for c in view.children.get(i, ()))
+        else:
+            out.append(state)
+    return out
+
+
+def entity_run(view: RunView, node: int, index: int | None) -> TaskRun:
+    """The TaskRun of a task or mapped child."""
+    return view.runs[node] if index is None else view.children[node][index]
+
+
+__all__ += ["NOT_PERSISTED", "entity_run", "outcome_state"]

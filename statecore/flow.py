@@ -1,0 +1,403 @@
+"""Flows: graphs of tasks built with ``with Flow(...)``, as in Prefect Core 1.x."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from statecore.errors import FlowDefinitionError
+from statecore.states import State
+from statecore.tasks import (
+    Constant,
+    EdgeAnnotation,
+    Parameter,
+    Task,
+    as_task,
+    contains_task,
+    flatten,
+    unmapped,
+)
+
+if TYPE_CHECKING:
+    from statecore.backends.base import Store
+
+__all__ = ["Edge", "Flow", "current_flow"]
+
+_current_flow: contextvars.ContextVar[Flow | None] = contextvars.ContextVar(
+    "statecore_flow", default=None
+)
+_case_stack: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "statecore_case", default=()
+)
+
+
+def current_flow() -> Flow | None:
+    """The flow of the innermost ``with Flow(...)`` block, if any."""
+    return _current_flow.get()
+
+
+@dataclass(frozen=True, eq=True)
+class Edge:
+    """A dependency: ``downstream_task`` runs after ``upstream_task``.
+
+    Attributes:
+        upstream_task: the task that runs first.
+        downstream_task: the task that runs after.
+        key: the argument name the upstream result is passed as (None: state only).
+        mapped: the downstream task maps over the upstream result.
+        flattened: the upstream result (a list of lists) is flattened first.
+    """
+
+    upstream_task: Task
+    downstream_task: Task
+    key: str | None = None
+    mapped: bool = False
+    flattened: bool = False
+
+    def __repr__(self) -> str:
+        arrow = f"({self.key})" if self.key else ""
+        return f"<Edge{arrow}: {self.upstream_task.name} to {self.downstream_task.name}>"
+
+
+class Flow:
+    """A graph of tasks.
+
+    Args:
+        name: the flow's name (recorded in every run).
+        tasks: tasks to add up front.
+        edges: edges to add up front.
+        reference_tasks: the tasks whose states decide the flow's state (default: the
+            terminal tasks).
+        state_handlers: callables ``(flow, old_state, new_state) -> State | None``.
+        on_failure: callable ``(flow, state)`` called when the flow fails.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Iterable[Task] | None = None,
+        edges: Iterable[Edge] | None = None,
+        reference_tasks: Iterable[Task] | None = None,
+        state_handlers: Iterable[Callable[[Flow, State, State], State | None]] | None = None,
+        on_failure: Callable[[Flow, State], None] | None = None,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise FlowDefinitionError("a flow needs a non-empty string name")
+        self.name = name
+        self._tasks: dict[Task, None] = {}
+        self._edges: dict[Edge, None] = {}
+        self._down: dict[Task, list[Task]] = {}
+        self._keyed: set[tuple[Task, str]] = set()
+        self.constants: dict[Task, dict[str, Any]] = {}
+        self.slugs: dict[Task, str] = {}
+        self._slug_counters: dict[str, int] = {}
+        self._reference_tasks: list[Task] = []
+        self.state_handlers = list(state_handlers or ())
+        self.on_failure = on_failure
+        self._token: contextvars.Token[Flow | None] | None = None
+        for t in tasks or ():
+            self.add_task(t)
+        for e in edges or ():
+            self.add_edge(e.upstream_task, e.downstream_task, e.key, e.mapped, e.flattened)
+        if reference_tasks:
+            self.set_reference_tasks(reference_tasks)
+
+    def __repr__(self) -> str:
+        return f"<Flow: name={self.name!r}, {len(self._tasks)} tasks>"
+
+    def __enter__(self) -> Flow:
+        self._token = _current_flow.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _current_flow.reset(self._token)
+            self._token = None
+
+    # -- the graph ----------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> set[Task]:
+        """Every task of the flow (a set, as in Prefect 1)."""
+        return set(self._tasks)
+
+    @property
+    def edges(self) -> set[Edge]:
+        """Every edge of the flow."""
+        return set(self._edges)
+
+    def ordered_tasks(self) -> list[Task]:
+        """Tasks in the order they were added."""
+        return list(self._tasks)
+
+    def ordered_edges(self) -> list[Edge]:
+        """Edges in the order they were added."""
+        return list(self._edges)
+
+    def add_task(self, task: Task) -> Task:
+        """Add ``task`` (once) and give it its key."""
+        if not isinstance(task, Task):
+            raise FlowDefinitionError(f"flows hold tasks, got {task!r}")
+        if task in self._tasks:
+            return task
+        if isinstance(task, Parameter):
+            for other in self._tasks:
+                if isinstance(other, Parameter) and other.name == task.name:
+                    raise FlowDefinitionError(
+                        f"flow {self.name!r} already has a parameter named {task.name!r}"
+                    )
+        self._tasks[task] = None
+        self.constants.setdefault(task, {})
+        self.slugs[task] = self._make_slug(task)
+        blocks = _case_stack.get()
+        if blocks and blocks[-1].flow is self:
+            blocks[-1].tasks.append(task)
+        return task
+
+    def _make_slug(self, task: Task) -> str:
+        taken = set(self.slugs.values())
+        if task.slug is not None:
+            if task.slug in taken:
+                raise FlowDefinitionError(
+                    f"flow {self.name!r} already has a task with key {task.slug!r}"
+                )
+            return task.slug
+        prefix = "-".join([task.name, *sorted(task.tags)])
+        while True:
+            n = self._slug_counters.get(prefix, 0) + 1
+            self._slug_counters[prefix] = n
+            slug = f"{prefix}-{n}"
+            if slug not in taken:
+                return slug
+
+    def add_edge(
+        self,
+        upstream_task: Any,
+        downstream_task: Any,
+        key: str | None = None,
+        mapped: bool = False,
+        flattened: bool = False,
+        validate: bool = True,
+    ) -> Edge:
+        """Add an edge; constants passed unmapped become the task's constants."""
+        if isinstance(downstream_task, Parameter):
+            raise FlowDefinitionError(
+                f"parameter {downstream_task.name!r} must be a root task: it cannot have "
+                "upstream dependencies"
+            )
+        downstream = as_task(downstream_task, self)
+        if not contains_task(upstream_task) and key is not None and not mapped and not flattened:
+            self.add_task(downstream)
+            self.constants[downstream][key] = upstream_task
+            return Edge(Constant(upstream_task), downstream, key, mapped, flattened)
+        if not isinstance(upstream_task, Task) and mapped and not contains_task(upstream_task):
+            _check_mappable(downstream, key, upstream_task, flattened)
+        upstream = as_task(upstream_task, self)
+        if key is not None and (downstream, key) in self._keyed:
+            raise FlowDefinitionError(f"task {downstream.name!r} already has an input {key!r}")
+        self.add_task(upstream)
+        self.add_task(downstream)
+        edge = Edge(upstream, downstream, key, mapped, flattened)
+        if self._reaches(downstream, upstream):
+            raise FlowDefinitionError(
+                f"cycle found: {upstream.name!r} -> {downstream.name!r} would make flow "
+                f"{self.name!r} cyclic; flows must be acyclic"
+            )
+        self._edges[edge] = None
+        self._down.setdefault(upstream, []).append(downstream)
+        if key is not None:
+            self._keyed.add((downstream, key))
+        return edge
+
+    def _reaches(self, start: Task, goal: Task) -> bool:
+        """True when ``goal`` is downstream of ``start`` (or is it)."""
+        if start is goal:
+            return True
+        downstream = self._down
+        seen: set[Task] = set()
+        stack = [start]
+        while stack:
+            t = stack.pop()
+            for d in downstream.get(t, ()):
+                if d is goal:
+                    return True
+                if d not in seen:
+                    seen.add(d)
+                    stack.append(d)
+        return False
+
+    def set_dependencies(
+        self,
+        task: Any,
+        upstream_tasks: Iterable[Any] | None = None,
+        downstream_tasks: Iterable[Any] | None = None,
+        keyword_tasks: Mapping[str, Any] | None = None,
+        mapped: bool = False,
+        validate: bool = True,
+    ) -> None:
+        """Add ``task`` with its upstream, downstream and keyword (data) dependencies."""
+        task = as_task(task, self)
+        self.add_task(task)
+        for t in upstream_tasks or ():
+            is_mapped = mapped and not isinstance(t, unmapped)
+            self.add_edge(_unwrap(t), task, mapped=is_mapped, validate=validate)
+        for t in downstream_tasks or ():
+            self.add_edge(task, _unwrap(t), validate=validate)
+        for key, t in (keyword_tasks or {}).items():
+            is_mapped = mapped and not isinstance(t, unmapped)
+            flattened = isinstance(t, flatten)
+            self.add_edge(
+                _unwrap(t), task, key=key, mapped=is_mapped, flattened=flattened, validate=validate
+            )
+
+    def upstream_tasks(self, task: Task) -> set[Task]:
+        """Tasks with an edge into ``task``."""
+        return {e.upstream_task for e in self._edges if e.downstream_task is task}
+
+    def downstream_tasks(self, task: Task) -> set[Task]:
+        """Tasks with an edge out of ``task``."""
+        return {e.downstream_task for e in self._edges if e.upstream_task is task}
+
+    def edges_to(self, task: Task) -> set[Edge]:
+        """Edges into ``task``."""
+        return {e for e in self._edges if e.downstream_task is task}
+
+    def edges_from(self, task: Task) -> set[Edge]:
+        """Edges out of ``task``."""
+        return {e for e in self._edges if e.upstream_task is task}
+
+    def root_tasks(self) -> set[Task]:
+        """Tasks with no upstream."""
+        has_upstream = {e.downstream_task for e in self._edges}
+        return {t for t in self._tasks if t not in has_upstream}
+
+    def terminal_tasks(self) -> set[Task]:
+        """Tasks with no downstream."""
+        has_downstream = {e.upstream_task for e in self._edges}
+        return {t for t in self._tasks if t not in has_downstream}
+
+    def reference_tasks(self) -> set[Task]:
+        """The tasks whose states decide the flow's state (default: terminal tasks)."""
+        return set(self._reference_tasks) or self.terminal_tasks()
+
+    def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
+        """Decide the flow's state from these tasks."""
+        tasks = list(tasks)
+        for t in tasks:
+            if t not in self._tasks:
+                raise FlowDefinitionError(
+                    f"reference task {t!r} is not in flow {self.name!r}"
+                )
+        self._reference_tasks = tasks
+
+    def parameters(self) -> set[Parameter]:
+        """The flow's parameters."""
+        return {t for t in self._tasks if isinstance(t, Parameter)}
+
+    def sorted_tasks(self) -> list[Task]:
+        """Tasks in a stable topological order (ties broken by order of addition)."""
+        order = {t: i for i, t in enumerate(self._tasks)}
+        indegree = dict.fromkeys(self._tasks, 0)
+        downstream: dict[Task, list[Task]] = {t: [] for t in self._tasks}
+        for e in self._edges:
+            if e.downstream_task not in downstream[e.upstream_task]:
+                downstream[e.upstream_task].append(e.downstream_task)
+                indegree[e.downstream_task] += 1
+        import heapq
+
+        heap = [(order[t], i) for i, t in enumerate(self._tasks) if indegree[t] == 0]
+        tasks = list(self._tasks)
+        heapq.heapify(heap)
+        out: list[Task] = []
+        while heap:
+            _, i = heapq.heappop(heap)
+            t = tasks[i]
+            out.append(t)
+            for d in downstream[t]:
+                indegree[d] -= 1
+                if indegree[d] == 0:
+                    heapq.heappush(heap, (order[d], order[d]))
+        if len(out) != len(tasks):
+            raise FlowDefinitionError(f"flow {self.name!r} has a cycle")
+        return out
+
+    def get_tasks(self, name: str | None = None, slug: str | None = None) -> list[Task]:
+        """Tasks matching a name and/or key."""
+        return [
+            t
+            for t in self._tasks
+            if (name is None or t.name == name) and (slug is None or self.slugs[t] == slug)
+        ]
+
+    def validate(self) -> None:
+        """Check the flow: acyclic, reference tasks present."""
+        self.sorted_tasks()
+        for t in self._reference_tasks:
+            if t not in self._tasks:
+                raise FlowDefinitionError(f"reference task {t!r} is not in the flow")
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.sorted_tasks())
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        store: Store | str | None = None,
+        run_id: str | None = None,
+        task_states: Mapping[Any, State] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        runner: Any = None,
+        **kwargs: Any,
+    ) -> State:
+        """Run the flow and return its final state (see README, "Running").
+
+        Keyword arguments that name a parameter are taken as its value, as in Prefect 1.
+        Imports the runner lazily: the core itself does no I/O.
+        """
+        from statecore.runners.local import run_flow
+
+        params = dict(parameters or {})
+        names = {p.name for p in self.parameters()}
+        for key in list(kwargs):
+            if key in names:
+                params[key] = kwargs.pop(key)
+        if kwargs:
+            raise TypeError(
+                f"Flow.run() got unexpected keyword arguments: {', '.join(sorted(kwargs))}"
+            )
+        return run_flow(
+            self,
+            parameters=params,
+            store=store,
+            run_id=run_id,
+            task_states=task_states,
+            secrets=secrets,
+            runner=runner,
+        )
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, unmapped):
+        return _unwrap(value.value)
+    if isinstance(value, flatten):
+        return value.value
+    return value
+
+
+def _check_mappable(task: Task, key: str | None, value: Any, flattened: bool) -> None:
+    if isinstance(value, EdgeAnnotation):
+        value = value.value
+    if not hasattr(value, "__getitem__") or not hasattr(value, "__len__"):
+        raise FlowDefinitionError(
+            f"task {task.name!r}: cannot map over argument {key!r} = {value!r}: it is not a "
+            "list or other sequence; wrap it in unmapped(...) to pass it whole"
+        )
+    if flattened and not all(hasattr(v, "__iter__") for v in value):
+        raise FlowDefinitionError(
+            f"task {task.name!r}: flatten({key!r}) needs a list of lists, got {value!r}"
+        )

@@ -1,0 +1,230 @@
+"""The compiled graph: a flow frozen into indexed nodes for ``decide`` and the runner.
+
+A :class:`Graph` is built once per run from a :class:`~statecore.Flow`. Nodes are in a
+stable topological order; each knows its inputs (edges and constants), its downstream
+nodes, and the task options ``decide`` needs. :meth:`Graph.record` is what the run's
+first event stores, so ``replay`` needs no flow object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from statecore.flow import Edge, Flow
+from statecore.states import Success
+from statecore.tasks import Constant, Parameter, Secret, Task
+from statecore.triggers import trigger_name
+
+__all__ = ["Graph", "Input", "Node"]
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One edge (or constant) into a node.
+
+    Attributes:
+        edge: the Edge (constants get a synthetic one, as Prefect 1 does for triggers).
+        key: the argument name, None for a state-only edge.
+        upstream: the upstream node's index, -1 for a constant.
+        mapped: the node maps over this input.
+        flattened: the input is flattened before mapping.
+        constant: the constant's state (``Success("Auto-generated constant value")``).
+    """
+
+    edge: Edge
+    key: str | None
+    upstream: int
+    mapped: bool
+    flattened: bool
+    constant: Success | None = None
+
+
+class Node:
+    """A task of the graph with everything ``decide`` and the runner need."""
+
+    __slots__ = (
+        "cache_for_ns",
+        "cache_key",
+        "checkpoint",
+        "downstream",
+        "has_handlers",
+        "index",
+        "inputs",
+        "is_parameter",
+        "is_secret",
+        "key",
+        "mapped",
+        "max_retries",
+        "name",
+        "retry_delay_ns",
+        "skip_on_upstream_skip",
+        "task",
+        "timeout",
+        "trigger",
+        "upstream",
+    )
+
+    def __init__(self, index: int, key: str, task: Task, inputs: tuple[Input, ...]) -> None:
+        self.index = index
+        self.key = key
+        self.task = task
+        self.name = task.name
+        self.inputs = inputs
+        self.upstream: tuple[int, ...] = tuple(
+            dict.fromkeys(i.upstream for i in inputs if i.upstream >= 0)
+        )
+        self.downstream: tuple[int, ...] = ()
+        self.mapped = any(i.mapped for i in inputs)
+        self.trigger = task.trigger
+        self.skip_on_upstream_skip = task.skip_on_upstream_skip
+        self.max_retries = task.max_retries
+        self.retry_delay_ns = task.retry_delay_ns
+        self.timeout = task.timeout
+        self.checkpoint = task.checkpoint
+        self.cache_for_ns = task.cache_for_ns
+        self.cache_key = task.cache_key
+        self.has_handlers = bool(task.state_handlers or task.on_failure)
+        self.is_parameter = isinstance(task, Parameter)
+        self.is_secret = isinstance(task, Secret)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.index} {self.key}>"
+
+
+class Graph:
+    """A flow compiled for one run."""
+
+    def __init__(self, flow: Flow) -> None:
+        flow.validate()
+        self.flow = flow
+        self.flow_name = flow.name
+        order = flow.sorted_tasks()
+        self.index_of: dict[Task, int] = {t: i for i, t in enumerate(order)}
+        edges_to: dict[Task, list[Edge]] = {t: [] for t in order}
+        for e in flow.ordered_edges():
+            edges_to[e.downstream_task].append(e)
+        self.nodes: list[Node] = []
+        for i, t in enumerate(order):
+            inputs = [
+                Input(e, e.key, self.index_of[e.upstream_task], e.mapped, e.flattened)
+                for e in edges_to[t]
+            ]
+            for key, value in flow.constants.get(t, {}).items():
+                inputs.append(
+                    Input(
+                        Edge(Constant(value), t, key),
+                        key,
+                        -1,
+                        False,
+                        False,
+                        Success("Auto-generated constant value", result=value),
+                    )
+                )
+            self.nodes.append(Node(i, flow.slugs[t], t, tuple(inputs)))
+        downstream: list[dict[int, None]] = [{} for _ in self.nodes]
+        for node in self.nodes:
+            for u in node.upstream:
+                downstream[u][node.index] = None
+        for node, down in zip(self.nodes, downstream, strict=True):
+            node.downstream = tuple(down)
+        self.by_key: dict[str, int] = {n.key: n.index for n in self.nodes}
+        self.reference: tuple[int, ...] = tuple(
+            sorted(self.index_of[t] for t in flow.reference_tasks())
+        )
+        self.terminal: tuple[int, ...] = tuple(
+            sorted(self.index_of[t] for t in flow.terminal_tasks())
+        )
+        self.parameters: dict[str, Parameter] = {
+            n.task.name: n.task for n in self.nodes if isinstance(n.task, Parameter)
+        }
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def node_for(self, ref: Any) -> Node:
+        """The node for a task handle, a key, or a name unique in the flow.
+
+        Raises:
+            KeyError: unknown, or a name shared by several tasks (listing their keys).
+        """
+        return self.nodes[resolve_task_ref(ref, self.by_key, self.index_of, self.names())]
+
+    def names(self) -> dict[str, list[int]]:
+        """Task name -> node indices."""
+        out: dict[str, list[int]] = {}
+        for n in self.nodes:
+            out.setdefault(n.name, []).append(n.index)
+        return out
+
+    def record(self) -> dict[str, Any]:
+        """The graph as recorded in the run's first event (plain data)."""
+        tasks = [
+            {
+                "key": n.key,
+                "name": n.name,
+                "mapped": n.mapped,
+                "trigger": trigger_name(n.trigger),
+                "skip_on_upstream_skip": n.skip_on_upstream_skip,
+                "max_retries": n.max_retries,
+                "checkpoint": n.checkpoint,
+                "kind": "parameter" if n.is_parameter else "secret" if n.is_secret else "task",
+            }
+            for n in self.nodes
+        ]
+        edges = [
+            [self.nodes[i.upstream].key, n.key, i.key, i.mapped, i.flattened]
+            for n in self.nodes
+            for i in n.inputs
+            if i.upstream >= 0
+        ]
+        structure = {
+            "tasks": tasks,
+            "edges": edges,
+            "constants": {
+                n.key: sorted(i.key for i in n.inputs if i.upstream < 0 and i.key)
+                for n in self.nodes
+                if any(i.upstream < 0 for i in n.inputs)
+            },
+            "reference": [self.nodes[i].key for i in self.reference],
+            "terminal": [self.nodes[i].key for i in self.terminal],
+        }
+        fingerprint = hashlib.sha256(
+            json.dumps(structure, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        code: dict[str, str] = {}
+        sources: dict[int, str] = {}
+        for n in self.nodes:
+            fn = getattr(n.task.run, "__func__", n.task.run)
+            digest = sources.get(id(fn))
+            if digest is None:
+                digest = hashlib.sha256(n.task.code_source().encode()).hexdigest()[:16]
+                sources[id(fn)] = digest
+            code[n.key] = digest
+        return {**structure, "fingerprint": fingerprint, "code": code}
+
+
+def resolve_task_ref(
+    ref: Any,
+    by_key: Mapping[str, int],
+    index_of: Mapping[Task, int] | None,
+    names: Mapping[str, list[int]],
+) -> int:
+    """Resolve a handle, key or unique name to a node index (see :meth:`Graph.node_for`)."""
+    if isinstance(ref, Task):
+        if index_of is not None and ref in index_of:
+            return index_of[ref]
+        raise KeyError(f"task {ref!r} is not in this flow")
+    if isinstance(ref, str):
+        if ref in by_key:
+            return by_key[ref]
+        found = names.get(ref)
+        if found and len(found) == 1:
+            return found[0]
+        if found:
+            keys = ", ".join(k for k, i in by_key.items() if i in found)
+            raise KeyError(f"task name {ref!r} is ambiguous; use one of the keys: {keys}")
+    raise KeyError(f"no task {ref!r} in this flow")

@@ -1,0 +1,118 @@
+"""The journal: the runner's side of the log, with group commit and the hash chain.
+
+Events are numbered, chained and buffered here, then appended to the store in groups:
+when the buffer holds ``max_events`` events, when its oldest event is ``max_delay``
+seconds old, and always on :meth:`Journal.flush`, which the runner calls before it
+returns, before a state handler or ``on_failure`` callback runs, before it releases its
+lease, and before it waits longer than the window. A crash loses at most one window:
+those tasks run again (at least once), and the log stays a prefix of what happened.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from statecore.backends.base import Lease, RunMeta, Store
+from statecore.events import Body, StoredEvent, chain_hash, encode_body
+
+__all__ = ["Journal", "hmac_key"]
+
+
+def hmac_key() -> bytes | None:
+    """The hash-chain key from ``STATECORE_HMAC_KEY``, if set."""
+    key = os.environ.get("STATECORE_HMAC_KEY")
+    if not key:
+        return None
+    return key.encode()[:64]
+
+
+class Journal:
+    """Numbers, chains, buffers and group-commits one run's events.
+
+    Args:
+        store: where events go.
+        run_id: the run.
+        head: the last sequence number already in the store.
+        last_event: the event at ``head`` (its hash continues the chain).
+        lease: the driver's lease (its epoch fences every append).
+        max_events: group-commit window, in events.
+        max_delay: group-commit window, in seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        *,
+        head: int = 0,
+        last_event: StoredEvent | None = None,
+        lease: Lease | None = None,
+        max_events: int = 512,
+        max_delay: float = 0.02,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.head = head
+        self.durable = head
+        self.key = hmac_key()
+        self.prev_hash = chain_hash(last_event, self.key) if last_event is not None else b""
+        self.lease = lease
+        self.max_events = max_events
+        self.max_delay_ns = int(max_delay * 1e9)
+        self.buffer: list[StoredEvent] = []
+        self._first_buffered = 0
+        self.meta: RunMeta | None = None
+
+    @property
+    def epoch(self) -> int:
+        """The lease epoch written into events."""
+        return self.lease.epoch if self.lease is not None else 0
+
+    def add(self, body: Body, ts: int) -> StoredEvent:
+        """Encode, number and buffer one event (raises SerializationError, writing nothing)."""
+        payload = encode_body(body)
+        self.head += 1
+        event = StoredEvent(
+            self.run_id, self.head, self.epoch, self.prev_hash, body.kind, ts, payload
+        )
+        self.prev_hash = chain_hash(event, self.key)
+        if not self.buffer:
+            self._first_buffered = time.monotonic_ns()
+        self.buffer.append(event)
+        if len(self.buffer) >= self.max_events:
+            self.flush()
+        return event
+
+    def due(self) -> bool:
+        """True when the buffered events have waited a whole window."""
+        return bool(self.buffer) and (
+            time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
+        )
+
+    def flush(self) -> None:
+        """Append everything buffered (and the run's metadata) in one transaction."""
+        if not self.buffer and self.meta is None:
+            return
+        batch, self.buffer = self.buffer, []
+        meta, self.meta = self.meta, None
+        try:
+            self.durable = self.store.append(
+                self.run_id, batch, expected_seq=self.durable, lease=self.lease, run_meta=meta
+            )
+        except BaseException:
+            # Nothing of the batch was written (appends are all-or-nothing): keep it so a
+            # retry of flush() can still write it in order.
+            self.buffer = batch + self.buffer
+            self.meta = self.meta or meta
+            raise
+
+    def set_meta(self, meta: RunMeta) -> None:
+        """Run metadata to write with the next append."""
+        self.meta = meta
+
+    def describe(self) -> Mapping[str, Any]:
+        """Numbers for diagnostics."""
+        return {"head": self.head, "durable": self.durable, "buffered": len(self.buffer)}

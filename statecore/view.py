@@ -1,0 +1,376 @@
+"""The fold: a run's events folded into a :class:`RunView`.
+
+Replay, audit, resume and the flow-state rule all read this one view; nothing else
+rebuilds state. The runner applies each event it appends to its live view through the
+same :meth:`RunView.apply_state`, so ``fold(log)`` equals what the run returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from statecore import machine
+from statecore.errors import CorruptEvent, IllegalTransition
+from statecore.events import (
+    KIND_LOG,
+    KIND_NOTE,
+    KIND_RUN,
+    KIND_STATE,
+    SCHEMA_VERSION,
+    LogRecord,
+    Note,
+    RunStarted,
+    StateChanged,
+    StoredEvent,
+    decode_body,
+)
+from statecore.graph import resolve_task_ref
+from statecore.serialization import unpackb
+from statecore.states import (
+    NOT_PERSISTED,
+    Cached,
+    Looped,
+    Mapped,
+    Pending,
+    Retrying,
+    Running,
+    Scheduled,
+    State,
+    state_class,
+)
+
+__all__ = ["RunView", "TaskRun", "TaskStates", "TimelineEntry", "fold", "state_from_change"]
+
+NOT_RUN = "Task not run."
+
+
+class TaskRun:
+    """What the log says of one task or mapped child."""
+
+    __slots__ = ("attempt", "ended", "interrupted", "loop_count", "loop_result", "started", "state")
+
+    def __init__(self) -> None:
+        self.state: State = Pending(NOT_RUN)
+        self.attempt = 0
+        self.loop_count = 0
+        self.loop_result: Any = None
+        self.started: int | None = None
+        self.ended: int | None = None
+        self.interrupted = False
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One state change, for audit and timelines (``view.timeline()``)."""
+
+    seq: int
+    ts: int
+    task: str | None
+    index: int | None
+    prev: str
+    new: str
+    attempt: int
+    message: str | None
+
+
+def state_from_change(change: StateChanged) -> State:
+    """Rebuild the State a :class:`StateChanged` event records."""
+    cls = state_class(change.new)
+    result = change.result if change.result_stored else NOT_PERSISTED
+    extra = change.extra or {}
+    if issubclass(cls, Retrying):
+        return cls(change.message, result, extra.get("start_time"), extra.get("run_count", 1))
+    if issubclass(cls, Scheduled):
+        return cls(change.message, result, extra.get("start_time"))
+    if cls is Looped:
+        return Looped(change.message, result, extra.get("loop_count", 1))
+    if cls is Mapped:
+        return Mapped(change.message, None, n_map_states=extra.get("n_map_states", 0))
+    if cls is Cached:
+        return Cached(
+            change.message,
+            result,
+            extra.get("cached_inputs"),
+            extra.get("cached_parameters"),
+            extra.get("cached_result_expiration"),
+        )
+    return cls(change.message, result)
+
+
+def state_extra(state: State) -> dict[str, Any] | None:
+    """The fields beyond message and result that an event must keep for ``state``."""
+    if isinstance(state, Retrying):
+        return {"start_time": state.start_time, "run_count": state.run_count}
+    if isinstance(state, Scheduled):
+        return {"start_time": state.start_time} if state.start_time is not None else None
+    if isinstance(state, Looped):
+        return {"loop_count": state.loop_count}
+    if isinstance(state, Mapped):
+        return {"n_map_states": state.n_map_states}
+    if isinstance(state, Cached):
+        return {
+            "cached_result_expiration": state.cached_result_expiration,
+            "cached_parameters": state.cached_parameters,
+        }
+    return None
+
+
+class RunView:
+    """Everything the log says of one run.
+
+    Attributes:
+        run_id: the run.
+        flow_name: the flow's name.
+        graph: the graph recorded in the first event (keys, edges, fingerprint, ...).
+        parameters: the run's parameters (secrets removed).
+        keys: task keys in graph order.
+        runs: one :class:`TaskRun` per task.
+        children: mapped task index -> its children's TaskRuns.
+        flow_state: the flow's state.
+        head: the last sequence number folded.
+        problems: transitions outside the machine's table (fold flags, never hides them).
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.flow_name = ""
+        self.graph: dict[str, Any] = {}
+        self.parameters: dict[str, Any] = {}
+        self.parent_run: str | None = None
+        self.keys: list[str] = []
+        self.by_key: dict[str, int] = {}
+        self.runs: list[TaskRun] = []
+        self.children: dict[int, list[TaskRun]] = {}
+        self.unfinished_children: dict[int, int] = {}
+        self.flow_state: State = Pending()
+        self.head = 0
+        self.last_event: StoredEvent | None = None
+        self.started: int | None = None
+        self.ended: int | None = None
+        self.entries: list[TimelineEntry] = []
+        self.logs: list[tuple[int, LogRecord]] = []
+        self.notes: list[tuple[int, Note]] = []
+        self.problems: list[str] = []
+
+    # -- folding ------------------------------------------------------------------------
+
+    def start(self, body: RunStarted, ts: int) -> None:
+        """Fold the run's first event."""
+        self.flow_name = body.flow_name
+        self.graph = body.graph
+        self.parameters = dict(body.parameters)
+        self.parent_run = body.parent_run
+        self.keys = [t["key"] for t in body.graph.get("tasks", [])]
+        self.by_key = {k: i for i, k in enumerate(self.keys)}
+        self.runs = [TaskRun() for _ in self.keys]
+        self.started = ts
+
+    def apply_state(
+        self,
+        node: int | None,
+        index: int | None,
+        state: State,
+        attempt: int,
+        ts: int,
+        seq: int = 0,
+        prev: str | None = None,
+    ) -> None:
+        """Fold one state change (from the log, or from the live runner)."""
+        if node is None:
+            old = self.flow_state.name
+            if prev is not None and not machine.is_legal(old, state.name, flow=True):
+                self._flag(IllegalTransition(self.run_id, None, old, state.name))
+            self.flow_state = state
+            if state.is_finished():
+                self.ended = ts
+            self.entries.append(
+                TimelineEntry(seq, ts, None, None, old, state.name, attempt, state.message)
+            )
+            return
+        run = self.runs[node] if index is None else self.children[node][index]
+        old_state = run.state
+        old = old_state.name
+        if prev is not None:
+            if prev != old:
+                self.problems.append(
+                    f"event {seq}: task {self._label(node, index)} was {old}, event says {prev}"
+                )
+            if state.name not in machine.TASK_TRANSITIONS.get(old, ()):
+                self._flag(IllegalTransition(self.run_id, self._label(node, index), old, state.name))
+        run.state = state
+        kind = type(state)
+        if kind is Running:
+            if run.started is None:
+                run.started = ts
+            run.attempt = attempt
+            run.interrupted = False
+        elif kind is Looped:
+            assert isinstance(state, Looped)
+            run.loop_count = state.loop_count
+            run.loop_result = state.result
+        elif kind is Pending and old == "Running" or kind is Pending and old == "Looped":
+            run.interrupted = True
+        if state.is_finished() and kind is not Looped:
+            run.ended = ts
+            if index is not None:
+                self.unfinished_children[node] -= 1
+            if kind is Mapped and index is None:
+                assert isinstance(state, Mapped)
+                n = state.n_map_states
+                self.children[node] = [TaskRun() for _ in range(n)]
+                self.unfinished_children[node] = n
+        self.entries.append(
+            TimelineEntry(
+                seq,
+                ts,
+                self.keys[node] if node < len(self.keys) else str(node),
+                index,
+                old,
+                state.name,
+                attempt,
+                state.message,
+            )
+        )
+
+    def _label(self, node: int, index: int | None) -> str:
+        key = self.keys[node] if node < len(self.keys) else str(node)
+        return key if index is None else f"{key}[{index}]"
+
+    def _flag(self, exc: Exception) -> None:
+        self.problems.append(str(exc))
+
+    def apply(self, event: StoredEvent) -> None:
+        """Fold one stored event."""
+        if event.seq != self.head + 1:
+            raise CorruptEvent(
+                f"run {self.run_id!r}: event {event.seq} follows {self.head}; the log has a gap"
+            )
+        kind = event.kind
+        if kind == KIND_STATE:
+            items = _unpack(event)
+            if len(items) != 10 or items[0] != SCHEMA_VERSION:
+                change = decode_body(event)
+                assert isinstance(change, StateChanged)
+            else:
+                change = StateChanged(*items[1:])
+            state = state_from_change(change)
+            if change.task is None:
+                node = None
+            else:
+                found = self.by_key.get(change.task)
+                if found is None:
+                    raise CorruptEvent(
+                        f"run {self.run_id!r}, event {event.seq}: unknown task {change.task!r}"
+                    )
+                node = found
+                if change.index is not None and (
+                    node not in self.children or change.index >= len(self.children[node])
+                ):
+                    raise CorruptEvent(
+                        f"run {self.run_id!r}, event {event.seq}: {change.task}[{change.index}]"
+                        " is not a child of a mapped task"
+                    )
+            self.apply_state(
+                node, change.index, state, change.attempt, event.ts, event.seq, change.prev
+            )
+        else:
+            body = decode_body(event)
+            if isinstance(body, RunStarted):
+                if event.seq != 1:
+                    raise CorruptEvent(f"run {self.run_id!r}: a second run event at {event.seq}")
+                self.start(body, event.ts)
+            elif isinstance(body, LogRecord):
+                self.logs.append((event.ts, body))
+            elif isinstance(body, Note):
+                self.notes.append((event.ts, body))
+        self.head = event.seq
+        self.last_event = event
+
+    def advance(self, event: StoredEvent) -> None:
+        """Record that ``event`` (already folded through :meth:`apply_state`) is the head."""
+        self.head = event.seq
+        self.last_event = event
+
+    # -- reading ------------------------------------------------------------------------
+
+    def state_of(self, node: int) -> State:
+        """A task's state; a mapped task's Mapped state carries its children's states."""
+        state = self.runs[node].state
+        if isinstance(state, Mapped) and node in self.children:
+            children = [c.state for c in self.children[node]]
+            return Mapped(state.message, None, children, n_map_states=len(children))
+        return state
+
+    @property
+    def task_states(self) -> TaskStates:
+        """Every task's state, looked up by key or unique name."""
+        return TaskStates(self)
+
+    def timeline(self) -> list[TimelineEntry]:
+        """Every state change in log order (data, not drawing)."""
+        return list(self.entries)
+
+    def finished(self) -> bool:
+        """True when the flow's state is finished."""
+        return self.flow_state.is_finished()
+
+
+def _unpack(event: StoredEvent) -> Any:
+    try:
+        return unpackb(event.payload)
+    except Exception as exc:
+        raise CorruptEvent(
+            f"run {event.run_id!r}, event {event.seq}: payload cannot be decoded ({exc})"
+        ) from exc
+
+
+class TaskStates(Mapping[Any, State]):
+    """Task states by handle, key, or a name unique in the flow."""
+
+    def __init__(self, view: RunView, index_of: Mapping[Any, int] | None = None) -> None:
+        self._view = view
+        self._index_of = index_of
+        names: dict[str, list[int]] = {}
+        for i, t in enumerate(view.graph.get("tasks", [])):
+            names.setdefault(t["name"], []).append(i)
+        self._names = names
+
+    def _resolve(self, ref: Any) -> int:
+        return resolve_task_ref(ref, self._view.by_key, self._index_of, self._names)
+
+    def __getitem__(self, ref: Any) -> State:
+        return self._view.state_of(self._resolve(ref))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._view.keys)
+
+    def __len__(self) -> int:
+        return len(self._view.keys)
+
+    def __contains__(self, ref: object) -> bool:
+        try:
+            self._resolve(ref)
+        except KeyError:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: {self[k]!r}" for k in self) + "}"
+
+
+def fold(events: Iterable[StoredEvent], *, run_id: str | None = None) -> RunView:
+    """Fold events into a :class:`RunView` (pure: no I/O, no clock).
+
+    Raises:
+        CorruptEvent: an undecodable event, a gap, or an event naming an unknown task.
+    """
+    view: RunView | None = None
+    for event in events:
+        if view is None:
+            view = RunView(run_id or event.run_id)
+        view.apply(event)
+    if view is None:
+        view = RunView(run_id or "")
+    return view
