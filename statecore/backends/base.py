@@ -26,6 +26,8 @@ from statecore.events import StoredEvent
 
 __all__ = ["CacheEntry", "Lease", "RunMeta", "Store"]
 
+_CANCEL_PREFIX = "statecore-cancel:"
+
 
 @dataclass(frozen=True, slots=True)
 class RunMeta:
@@ -166,6 +168,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def cache_get(self, key: str, *, now: int) -> list[CacheEntry]:
         """Unexpired entries under ``key``, newest first."""
+
+    # -- cancellation ----------------------------------------------------------------------
+
+    def request_cancel(self, run_id: str, *, now: int) -> None:
+        """Ask the run's driver to cancel (``statecore cancel``). Stores may override;
+        this default keeps the request as a cache entry that lives a day."""
+        self.cache_put(_CANCEL_PREFIX + run_id, b"1", expires=now + 86_400 * 10**9)
+
+    def cancel_requested(self, run_id: str, *, now: int) -> bool:
+        """True when :meth:`request_cancel` was called for the run."""
+        return bool(self.cache_get(_CANCEL_PREFIX + run_id, now=now))
 
     # -- lifecycle -----------------------------------------------------------------------
 
