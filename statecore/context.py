@@ -65,6 +65,11 @@ def set_secret_resolver(
     return _secret_resolver.set(resolver)
 
 
+def reset_secret_resolver(token: contextvars.Token[Callable[[str], Any] | None]) -> None:
+    """Restore the secret lookup before :func:`set_secret_resolver`."""
+    _secret_resolver.reset(token)
+
+
 def resolve_secret(name: str) -> Any:
     """The value of secret ``name`` (raises FAIL when it is missing)."""
     resolver = _secret_resolver.get()

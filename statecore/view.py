@@ -31,6 +31,7 @@ from statecore.serialization import unpackb
 from statecore.states import (
     NOT_PERSISTED,
     Cached,
+    Finished,
     Looped,
     Mapped,
     Pending,
@@ -153,6 +154,8 @@ class RunView:
         self.logs: list[tuple[int, LogRecord]] = []
         self.notes: list[tuple[int, Note]] = []
         self.problems: list[str] = []
+        #: keep timeline entries (the live runner turns this off: audits replay the log)
+        self.track = True
 
     # -- folding ------------------------------------------------------------------------
 
@@ -212,7 +215,7 @@ class RunView:
             run.loop_result = state.result
         elif kind is Pending and old == "Running" or kind is Pending and old == "Looped":
             run.interrupted = True
-        if state.is_finished() and kind is not Looped:
+        if isinstance(state, Finished) and kind is not Looped:
             run.ended = ts
             if index is not None:
                 self.unfinished_children[node] -= 1
@@ -221,6 +224,8 @@ class RunView:
                 n = state.n_map_states
                 self.children[node] = [TaskRun() for _ in range(n)]
                 self.unfinished_children[node] = n
+        if not self.track:
+            return
         self.entries.append(
             TimelineEntry(
                 seq,

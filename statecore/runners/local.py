@@ -23,7 +23,12 @@ from typing import Any
 
 from statecore import machine, signals
 from statecore.backends.base import Lease, RunMeta, Store
-from statecore.context import reset_context, set_context, set_secret_resolver
+from statecore.context import (
+    reset_context,
+    reset_secret_resolver,
+    set_context,
+    set_secret_resolver,
+)
 from statecore.decide import (
     RunTask,
     decide,
@@ -61,6 +66,13 @@ from statecore.view import RunView, TaskStates, fold, state_extra
 __all__ = ["LocalRunner", "Driver", "replay", "resume", "run_flow"]
 
 Entity = tuple[int, int | None]
+
+
+_TASK_TABLE = machine.TASK_TRANSITIONS
+
+
+def _label(key: str, index: int | None) -> str:
+    return key if index is None else f"{key}[{index}]"
 
 
 def now_ns() -> int:
@@ -381,6 +393,7 @@ class Driver:
         self.graph = graph
         self.store = store
         self.view = view
+        view.track = False
         self.runner = runner
         self.secrets: dict[str, str] = dict(secrets or {})
         self.known_secrets: dict[str, str] = {}
@@ -681,9 +694,7 @@ class Driver:
                 return exc, None
         finally:
             reset_context(token)
-            from statecore.context import _secret_resolver
-
-            _secret_resolver.reset(secret_token)
+            reset_secret_resolver(secret_token)
 
     def _execute_with_timeout(
         self, fn: Callable[..., Any], inputs: Mapping[str, Any], timeout: float
@@ -822,8 +833,10 @@ class Driver:
         if handlers and node.has_handlers:
             new = self._call_task_handlers(node_i, old, new)
         key = node.key
-        label = key if index is None else f"{key}[{index}]"
-        machine.check_task(view.run_id, label, old.name, new.name)
+        old_name = type(old).__name__
+        new_name = type(new).__name__
+        if new_name not in _TASK_TABLE.get(old_name, ()):
+            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
         result = new.result
         stored = node.checkpoint and not node.is_secret
         if isinstance(new, Mapped):
@@ -832,20 +845,20 @@ class Driver:
             result = self._scrub(result)
         message = self._scrub(new.message) if self.known_secrets else new.message
         change = StateChanged(
-            key, index, old.name, new.name, attempt, message, result, stored, state_extra(new)
+            key, index, old_name, new_name, attempt, message, result, stored, state_extra(new)
         )
         try:
             event = self.journal.add(change, ts)
         except SerializationError as exc:
             new = Failed(
-                f"The result of task {label} could not be stored: {exc}. Set checkpoint=False "
+                f"The result of task {_label(key, index)} could not be stored: {exc}. Set checkpoint=False "
                 "on the task, or register a serializer "
                 "(statecore.serialization.register_serializer).",
                 result=None,
             )
-            machine.check_task(view.run_id, label, old.name, new.name)
+            machine.check_task(view.run_id, _label(key, index), old_name, new.name)
             change = StateChanged(
-                key, index, old.name, new.name, attempt, new.message, None, True, None
+                key, index, old_name, new.name, attempt, new.message, None, True, None
             )
             event = self.journal.add(change, ts)
         view.apply_state(node_i, index, new, attempt, ts, event.seq)
