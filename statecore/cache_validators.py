@@ -29,9 +29,7 @@ def never_use(state: Cached, inputs: Mapping[str, Any], parameters: Mapping[str,
     return False
 
 
-def duration_only(
-    state: Cached, inputs: Mapping[str, Any], parameters: Mapping[str, Any]
-) -> bool:
+def duration_only(state: Cached, inputs: Mapping[str, Any], parameters: Mapping[str, Any]) -> bool:
     """Reuse any unexpired result (the default)."""
     return True
 
@@ -41,9 +39,7 @@ def all_inputs(state: Cached, inputs: Mapping[str, Any], parameters: Mapping[str
     return dict(state.cached_inputs or {}) == dict(inputs)
 
 
-def all_parameters(
-    state: Cached, inputs: Mapping[str, Any], parameters: Mapping[str, Any]
-) -> bool:
+def all_parameters(state: Cached, inputs: Mapping[str, Any], parameters: Mapping[str, Any]) -> bool:
     """Reuse an unexpired result computed with the same flow parameters."""
     return dict(state.cached_parameters or {}) == dict(parameters)
 

@@ -10,13 +10,15 @@ Outside a task it is empty. The runner sets it per worker through a ContextVar.
 from __future__ import annotations
 
 import contextvars
+from types import MappingProxyType
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["Context", "context", "resolve_secret"]
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _values: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "statecore_context", default={}
+    "statecore_context", default=_EMPTY
 )
 _secret_resolver: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar(
     "statecore_secret_resolver", default=None

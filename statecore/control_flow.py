@@ -38,7 +38,7 @@ class Merge(Task):
         kwargs.setdefault("skip_on_upstream_skip", False)
         super().__init__(**kwargs)
 
-    def run(self, **task_results: Any) -> Any:  # type: ignore[override]
+    def run(self, **task_results: Any) -> Any:
         return next((v for _, v in sorted(task_results.items()) if v is not None), None)
 
 
@@ -76,7 +76,7 @@ def _keep_real_results(value: Any) -> bool:
     return value is not None and not isinstance(value, BaseException)
 
 
-class case:  # noqa: N801 - Prefect's name
+class case:
     """Run the tasks created in this block only when ``task``'s result equals ``value``.
 
     Only the block's first tasks (those with no upstream inside the block) are gated;

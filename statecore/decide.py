@@ -219,9 +219,7 @@ def upstream_states(
             shared[up] = state
         if inp.flattened and whole_mapped and inp.mapped:
             # a mapped parent over a flattened mapped upstream: its width is the total
-            state = Mapped(
-                up_state.message, None, _flat_children(view, up), None
-            )
+            state = Mapped(up_state.message, None, _flat_children(view, up), None)
         out[inp.edge] = state
     return out
 

@@ -162,9 +162,7 @@ def encode_body(body: Body) -> bytes:
             ]
         )
     if isinstance(body, RunStarted):
-        return packb(
-            [SCHEMA_VERSION, body.flow_name, body.graph, body.parameters, body.parent_run]
-        )
+        return packb([SCHEMA_VERSION, body.flow_name, body.graph, body.parameters, body.parent_run])
     if isinstance(body, LogRecord):
         return packb([SCHEMA_VERSION, body.task, body.index, body.level, body.message])
     return packb([SCHEMA_VERSION, body.code, body.message, body.data])

@@ -287,9 +287,7 @@ class Flow:
         tasks = list(tasks)
         for t in tasks:
             if t not in self._tasks:
-                raise FlowDefinitionError(
-                    f"reference task {t!r} is not in flow {self.name!r}"
-                )
+                raise FlowDefinitionError(f"reference task {t!r} is not in flow {self.name!r}")
         self._reference_tasks = tasks
 
     def parameters(self) -> set[Parameter]:

@@ -1,27 +1,893 @@
-"""Result serialization: msgpack with a registry of extension types.
+"""Result and payload serialization: msgpack with a registry of extension types.
 
-(Minimal placeholder: the full registry is being written.)
+Everything statecore writes to a run's log goes through :func:`packb` and comes back
+through :func:`unpackb`: event payloads, task results, cached states. Plain data (None,
+bool, int, float, str, bytes, list, dict) is msgpack's own and stays on its C fast path;
+every other type is written as a msgpack extension type whose code says how to read it
+back. Codes 0-63 are statecore's; 64-127 are for :func:`register_serializer`.
+
+=====================  =======  ==============================================================
+type                   code     written as (the extension's content)
+=====================  =======  ==============================================================
+tuple                  1        array of the items (read back as a tuple, not a list)
+set, frozenset         2, 3     array of the items
+int beyond 64 bits     4        two's-complement little-endian bytes
+complex                5        two little-endian doubles
+datetime               10       [wall-clock µs since 1970-01-01, UTC offset µs or nil, fold]
+date                   11       proleptic Gregorian ordinal
+time                   12       [µs since midnight, UTC offset µs or nil, fold]
+timedelta              13       [days, seconds, microseconds]
+UUID                   14       its 16 bytes
+Decimal                15       its string form (NaN, infinities and -0 included)
+NOT_PERSISTED          16       nothing: it reads back as the same singleton
+State                  17       [class name, message, result, {slot: value}]
+exceptions, signals    18       [module, qualname, [packed arg], str(exc), traceback, extra]
+pickled (opt-in)       63       [module, qualname of the opted-in class, pickle bytes]
+registered types       64-127   whatever the registered ``encode`` returns, packed again
+=====================  =======  ==============================================================
+
+What does not come back exactly, by design:
+
+* A time zone comes back as a fixed-offset :class:`datetime.timezone` with the same
+  offset (reading a zone database would be I/O); the instant and the offset are kept.
+* Subclasses of int, float, str, bytes, list and dict (``IntEnum``, ``OrderedDict``, ...)
+  are written as their base type; subclasses of tuple, set, datetime, Decimal, ... as the
+  base type's extension; ``bytearray`` and ``memoryview`` as bytes.
+* Exceptions are rebuilt exactly only for builtins, statecore signals and
+  :class:`~statecore.errors.TaskError`. Any other class becomes a ``TaskError`` carrying
+  the original ``"module.QualName"``, so reading a log never imports a module.
+* An extension code this process does not know, or a pickled value it has not opted in
+  to, reads back as :class:`msgpack.ExtType`, which packs again to the same bytes.
+
+Example:
+    >>> from datetime import datetime, timezone
+    >>> from statecore.serialization import packb, unpackb
+    >>> unpackb(packb({(1, 2): {3}, "at": datetime(2024, 1, 2, tzinfo=timezone.utc)}))
+    {(1, 2): {3}, 'at': datetime.datetime(2024, 1, 2, 0, 0, tzinfo=datetime.timezone.utc)}
+    >>> unpackb(packb(KeyError("k")))
+    KeyError('k')
 """
 
 from __future__ import annotations
 
-from typing import Any
+import builtins
+import contextlib
+import functools
+import pickle
+import re
+import struct
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
 
 import msgpack
 
-from statecore.errors import SerializationError
+from statecore import signals, states
+from statecore.errors import SerializationError, TaskError
 
-__all__ = ["packb", "unpackb"]
+__all__ = [
+    "USER_CODE_MAX",
+    "USER_CODE_MIN",
+    "disable_pickle",
+    "enable_pickle",
+    "packb",
+    "register_serializer",
+    "scrub",
+    "scrub_text",
+    "unpackb",
+    "unregister_serializer",
+]
+
+T = TypeVar("T")
+
+USER_CODE_MIN = 64
+"""The lowest extension code :func:`register_serializer` accepts."""
+USER_CODE_MAX = 127
+"""The highest extension code :func:`register_serializer` accepts."""
+
+_TUPLE, _SET, _FROZENSET, _BIGINT, _COMPLEX = 1, 2, 3, 4, 5
+_DATETIME, _DATE, _TIME, _TIMEDELTA, _UUID, _DECIMAL = 10, 11, 12, 13, 14, 15
+_NOT_PERSISTED, _STATE, _EXCEPTION = 16, 17, 18
+_PICKLE = 63
+_PICKLE_PROTOCOL = 5  # fixed, so a log stays readable by every Python statecore supports
+
+_HINT = (
+    "set checkpoint=False on the task, or register a serializer with "
+    "statecore.serialization.register_serializer(...) (or opt in to pickle with enable_pickle)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    """How one extension code is written and read.
+
+    ``to_value`` turns an object into a msgpack-encodable value, packed again as the
+    extension's content; with ``raw`` it returns the content bytes itself. ``from_value``
+    is the inverse (it receives the bytes when ``raw``).
+    """
+
+    code: int
+    to_value: Callable[[Any], Any]
+    from_value: Callable[[Any], Any]
+    raw: bool = False
+    user: bool = False
+
+
+_by_class: dict[type, _Codec] = {}  # the registry: what each class is written with
+_by_code: dict[int, _Codec] = {}  # what each extension code is read with
+_builtin_classes: set[type] = set()
+_pickle_names: set[str] = set()  # "module.qualname" of the classes opted in to pickle
+_pickle_any = False  # enable_pickle() without a class: the fallback for everything else
+
+# type -> the function `default` calls for it; filled on first sight of each type.
+_handlers: dict[type, Callable[[Any], Any]] = {}
+
+
+# --- packing ------------------------------------------------------------------------------
+
+# Packers are pooled: building one costs more than packing a typical payload. `default`
+# packs nested extension content while the outer packer is mid-write, so each call takes
+# its own packer from the pool (list.pop/append are atomic, so threads are fine too).
+_POOL: list[Any] = []
+_POOL_SIZE = 8
+_POOL_MAX_OUTPUT = 1 << 20  # a packer whose buffer grew past this is not kept
+
+
+def _new_packer() -> Any:
+    return msgpack.Packer(default=_default, use_bin_type=True, strict_types=True, buf_size=4096)
 
 
 def packb(obj: Any) -> bytes:
-    """Encode ``obj``; raises SerializationError for a type nothing can write."""
+    """Encode ``obj`` as msgpack bytes, with statecore's extension types.
+
+    Args:
+        obj: the value; see the module docstring for what can be written.
+
+    Returns:
+        The bytes; :func:`unpackb` reads them back.
+
+    Raises:
+        SerializationError: a value inside ``obj`` has no serializer; the message names
+            its type and says what to do.
+    """
     try:
-        return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise SerializationError(str(exc)) from exc
+        packer = _POOL.pop()
+    except IndexError:
+        packer = _new_packer()
+    try:
+        data: bytes = packer.pack(obj)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        if len(_POOL) < _POOL_SIZE:
+            _POOL.append(packer)  # a failed pack leaves the packer's buffer empty
+        if isinstance(exc, SerializationError):
+            raise
+        why = f"cannot serialize value: {exc}"
+        if isinstance(exc, RecursionError) or "recursion" in str(exc):
+            why += " (it is nested too deeply or contains itself)"
+        raise SerializationError(why) from exc
+    if len(data) <= _POOL_MAX_OUTPUT and len(_POOL) < _POOL_SIZE:
+        _POOL.append(packer)
+    return data
 
 
 def unpackb(data: bytes) -> Any:
-    """Decode what :func:`packb` wrote."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    """Decode what :func:`packb` wrote.
+
+    Args:
+        data: msgpack bytes.
+
+    Returns:
+        The value. Arrays come back as lists, map keys may be of any type.
+
+    Raises:
+        ValueError: ``data`` is not valid msgpack (msgpack's errors derive from it), or an
+            extension's content is malformed; :class:`~statecore.errors.UnknownState` (a
+            ValueError) for a state class this statecore does not have.
+        SerializationError: a pickled value this process opted in to cannot be unpickled.
+    """
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+
+
+def _default(obj: Any) -> Any:
+    try:
+        handler = _handlers[type(obj)]
+    except KeyError:
+        handler = _handlers[type(obj)] = _resolve(type(obj))
+    return handler(obj)
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    codec = _by_code.get(code)
+    if codec is None:
+        return msgpack.ExtType(code, data)
+    return codec.from_value(data if codec.raw else unpackb(data))
+
+
+def _find_codec(cls: type) -> _Codec | None:
+    """The registered codec for ``cls``: exact class, nearest base, then isinstance."""
+    codec = _by_class.get(cls)
+    if codec is not None:
+        return codec
+    for base in cls.__mro__[1:]:
+        if base in _NATIVE:
+            return None
+        codec = _by_class.get(base)
+        if codec is not None:
+            return codec
+    for registered, codec in _by_class.items():
+        if issubclass(cls, registered):  # virtual subclasses of registered ABCs
+            return codec
+    return None
+
+
+def _resolve(cls: type) -> Callable[[Any], Any]:
+    for base in cls.__mro__:
+        native = _NATIVE.get(base)
+        if native is not None:
+            return native
+        if base in _by_class:
+            break
+    codec = _find_codec(cls)
+    if codec is None and _pickle_any:
+        codec = _pickle_codec(cls)
+    if codec is None:
+        return functools.partial(_unencodable, _type_name(cls))
+    code, to_value = codec.code, codec.to_value
+    if codec.raw:
+        return lambda obj: msgpack.ExtType(code, to_value(obj))
+    return lambda obj: msgpack.ExtType(code, packb(to_value(obj)))
+
+
+def _unencodable(type_name: str, obj: Any) -> Any:
+    raise SerializationError(f"cannot serialize an object of type {type_name!r}: {_HINT}")
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _int_value(obj: int) -> Any:
+    value = int.__int__(obj)  # drops an int subclass (IntEnum, ...) to a plain int
+    if -(1 << 63) <= value < (1 << 64):
+        return value
+    size = value.bit_length() // 8 + 1
+    return msgpack.ExtType(_BIGINT, value.to_bytes(size, "little", signed=True))
+
+
+# Exact instances of these are packed natively; `default` sees only subclasses (and ints
+# too big for msgpack), which are written as the base type.
+_NATIVE: dict[type, Callable[[Any], Any]] = {
+    int: _int_value,
+    float: float.__float__,
+    str: str.__str__,
+    bytes: lambda obj: bytes(memoryview(obj)),
+    bytearray: bytes,
+    list: list,
+    dict: dict,
+}
+
+
+# --- the built-in codecs ------------------------------------------------------------------
+
+_US = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
+_PER_DAY = 86_400_000_000
+
+
+def _offset(value: datetime | time) -> int | None:
+    offset = value.utcoffset()
+    return None if offset is None else offset // _US
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(offset_us: int | None) -> timezone | None:
+    return None if offset_us is None else timezone(timedelta(microseconds=offset_us))
+
+
+def _datetime_value(dt: datetime) -> list[Any]:
+    days = date.toordinal(dt) - _EPOCH_ORDINAL
+    wall = days * _PER_DAY + _time_us(dt.hour, dt.minute, dt.second, dt.microsecond)
+    return [wall, _offset(dt), dt.fold]
+
+
+def _datetime_from(value: list[Any]) -> datetime:
+    wall, offset, fold = value
+    return (_EPOCH + timedelta(microseconds=wall)).replace(tzinfo=_zone(offset), fold=fold)
+
+
+def _time_us(hour: int, minute: int, second: int, microsecond: int) -> int:
+    return ((hour * 60 + minute) * 60 + second) * 1_000_000 + microsecond
+
+
+def _time_value(t: time) -> list[Any]:
+    return [_time_us(t.hour, t.minute, t.second, t.microsecond), _offset(t), t.fold]
+
+
+def _time_from(value: list[Any]) -> time:
+    us, offset, fold = value
+    seconds, microsecond = divmod(us, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return time(hour, minute, second, microsecond, tzinfo=_zone(offset), fold=fold)
+
+
+def _register_builtin(
+    classes: Iterable[type],
+    code: int,
+    to_value: Callable[[Any], Any],
+    from_value: Callable[[Any], Any],
+    *,
+    raw: bool = False,
+) -> None:
+    codec = _Codec(code, to_value, from_value, raw)
+    _by_code[code] = codec
+    for cls in classes:
+        _by_class[cls] = codec
+        _builtin_classes.add(cls)
+
+
+# --- states -------------------------------------------------------------------------------
+
+
+_slots_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _slots(cls: type) -> tuple[str, ...]:
+    """Every slot of a state class, ``message`` and ``result`` first."""
+    slots = _slots_cache.get(cls)
+    if slots is None:
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            declared = klass.__dict__.get("__slots__", ())
+            names.extend([declared] if isinstance(declared, str) else declared)
+        slots = _slots_cache[cls] = tuple(dict.fromkeys(names))
+    return slots
+
+
+def _known_state_class(cls: type[states.State]) -> type[states.State]:
+    """The nearest statecore state class (a user subclass is written as its base)."""
+    for klass in cls.__mro__:
+        if states.STATE_CLASSES.get(klass.__name__) is klass:
+            return klass
+    return states.State
+
+
+def _state_extras(state: states.State, cls: type[states.State]) -> dict[str, Any]:
+    """The slots past ``message`` and ``result`` that are set (start_time, run_count, ...)."""
+    return {name: getattr(state, name) for name in _slots(cls)[2:] if hasattr(state, name)}
+
+
+def _state_value(state: states.State) -> list[Any]:
+    cls = _known_state_class(type(state))
+    return [cls.__name__, state.message, state.result, _state_extras(state, cls)]
+
+
+def _state_from(value: list[Any]) -> states.State:
+    name, message, result, extras = value
+    return _build_state(name, message, result, extras)
+
+
+def _build_state(name: str, message: Any, result: Any, extras: dict[str, Any]) -> states.State:
+    cls = states.state_class(name)
+    state = cls(message, result)  # sets the defaults of every slot
+    slots = _slots(cls)
+    for slot, slot_value in extras.items():
+        if slot in slots:  # an unknown slot from a newer statecore is dropped
+            setattr(state, slot, slot_value)
+    return state
+
+
+# --- exceptions and signals ---------------------------------------------------------------
+
+
+def _traceback_text(exc: BaseException) -> str:
+    if exc.__traceback__ is not None:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = getattr(exc, "traceback_text", "")
+    return text if isinstance(text, str) else ""
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def _pack_arg(arg: Any) -> bytes:
+    """Pack one exception argument; one that cannot be packed is written as its repr."""
+    try:
+        return packb(arg)
+    except SerializationError:
+        try:
+            text = repr(arg)
+        except Exception:
+            text = f"<unprintable {type(arg).__name__}>"
+        return packb(text)
+
+
+def _exception_value(exc: BaseException) -> list[Any]:
+    cls = type(exc)
+    extra: Any = None
+    if isinstance(exc, TaskError):
+        extra = exc.type_name
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        extra = [_pack_arg(exc.filename), _pack_arg(exc.filename2)]  # not part of args
+    elif isinstance(exc, signals.StateSignal) and isinstance(exc.state, states.State):
+        state = exc.state
+        klass = _known_state_class(type(state))
+        is_self = state.result is exc
+        result = None if is_self else _pack_arg(state.result)
+        extra = [klass.__name__, state.message, is_self, result, _state_extras(state, klass)]
+    return [
+        cls.__module__,
+        cls.__qualname__,
+        [_pack_arg(arg) for arg in exc.args],
+        _safe_str(exc),
+        _traceback_text(exc),
+        extra,
+    ]
+
+
+def _rebuildable(module: str, qualname: str) -> type[BaseException] | None:
+    """The class to rebuild exactly, looked up without importing anything."""
+    if module == "builtins":
+        candidate = getattr(builtins, qualname, None)
+    elif module == "statecore.signals":
+        candidate = getattr(signals, qualname, None)
+        if getattr(candidate, "__module__", None) != module:
+            return None
+    elif module == "statecore.errors" and qualname == "TaskError":
+        return TaskError
+    else:
+        return None
+    if isinstance(candidate, type) and issubclass(candidate, BaseException):
+        return candidate
+    return None
+
+
+def _exception_from(value: list[Any]) -> BaseException:
+    module, qualname, packed_args, message, tb_text, extra = value
+    args = tuple(unpackb(arg) for arg in packed_args)
+    cls = _rebuildable(module, qualname)
+    if cls is TaskError:
+        type_name = extra if isinstance(extra, str) else qualname
+        return TaskError(type_name, *args, traceback_text=tb_text)
+    exc: BaseException | None = None
+    if cls is not None:
+        if issubclass(cls, OSError) and extra is not None and len(args) == 2:
+            filename, filename2 = (unpackb(name) for name in extra)
+            args = (*args, filename, None, filename2)  # errno, strerror, filename, winerror, ...
+        try:
+            exc = cls(*args)
+        except Exception:
+            exc = None  # a signature this statecore does not accept: keep it as TaskError
+    if exc is None:
+        if not args and message:
+            args = (message,)  # a class whose __str__ does not come from its args
+        return TaskError(f"{module}.{qualname}", *args, traceback_text=tb_text)
+    if isinstance(exc, signals.StateSignal) and extra is not None:
+        name, state_message, is_self, result, extras = extra
+        state = _build_state(name, state_message, None, extras)
+        state.result = exc if is_self else unpackb(result)
+        exc.state = state
+    if tb_text:
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.traceback_text = tb_text  # type: ignore[attr-defined]
+    return exc
+
+
+# --- pickle (opt-in) ----------------------------------------------------------------------
+
+
+def _pickle_codec(cls: type) -> _Codec:
+    name = _type_name(cls)
+    module, qualname = cls.__module__, cls.__qualname__
+
+    def to_value(obj: Any) -> bytes:
+        try:
+            data = pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(f"cannot pickle an object of type {name!r}: {exc}") from exc
+        return packb([module, qualname, data])
+
+    return _Codec(_PICKLE, to_value, _unpickle, raw=True)
+
+
+def _unpickle(data: bytes) -> Any:
+    module, qualname, pickled = unpackb(data)
+    if not (_pickle_any or f"{module}.{qualname}" in _pickle_names):
+        return msgpack.ExtType(_PICKLE, data)  # not opted in here: never run pickle
+    try:
+        return pickle.loads(pickled)
+    except Exception as exc:
+        raise SerializationError(f"cannot unpickle a {module}.{qualname}: {exc}") from exc
+
+
+# --- the registry API ---------------------------------------------------------------------
+
+
+def _check_class(cls: Any) -> type:
+    if not isinstance(cls, type):
+        raise TypeError(f"expected a class, got {cls!r}")
+    if cls in _builtin_classes or cls in _NATIVE or cls in (bool, type(None)):
+        raise ValueError(f"{_type_name(cls)} has a built-in encoding; it cannot be replaced")
+    return cls
+
+
+def register_serializer(
+    cls: type[T],
+    *,
+    code: int,
+    encode: Callable[[T], Any],
+    decode: Callable[[Any], T],
+) -> None:
+    """Teach :func:`packb` and :func:`unpackb` a type.
+
+    Instances of ``cls`` and of its subclasses (unless one has its own serializer) are
+    written as extension ``code``. Register in every process that reads the log; where
+    a code is not registered its values read back as :class:`msgpack.ExtType`.
+
+    Args:
+        cls: the class.
+        code: the extension code, from :data:`USER_CODE_MIN` (64) to :data:`USER_CODE_MAX`
+            (127). It is stored in the log, so it must never change for a type.
+        encode: turns an instance into any value :func:`packb` can write (it may hold
+            registered types itself).
+        decode: turns that value, as :func:`unpackb` reads it back, into an instance.
+
+    Raises:
+        ValueError: ``code`` is out of range or used by another class, ``cls`` already has
+            a serializer under another code (or is opted in to pickle), or ``cls`` is a
+            type with a built-in encoding.
+        TypeError: ``cls`` is not a class, or ``encode`` or ``decode`` is not callable.
+
+    Example:
+        >>> from fractions import Fraction
+        >>> register_serializer(
+        ...     Fraction, code=100, encode=lambda f: [f.numerator, f.denominator],
+        ...     decode=lambda v: Fraction(*v))
+        >>> unpackb(packb({"ratio": Fraction(1, 3)}))
+        {'ratio': Fraction(1, 3)}
+        >>> unregister_serializer(Fraction)
+    """
+    _check_class(cls)
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise TypeError(f"code must be an int, got {code!r}")
+    if not USER_CODE_MIN <= code <= USER_CODE_MAX:
+        raise ValueError(
+            f"code {code} is out of range: use {USER_CODE_MIN}..{USER_CODE_MAX} "
+            "(lower codes are statecore's)"
+        )
+    if not callable(encode) or not callable(decode):
+        raise TypeError("encode and decode must be callable")
+    for other, codec in _by_class.items():
+        if codec.code == code and other is not cls:
+            raise ValueError(f"code {code} is already used by {_type_name(other)}")
+    existing = _by_class.get(cls)
+    if existing is not None and existing.code != code:
+        what = "opted in to pickle" if existing.code == _PICKLE else f"code {existing.code}"
+        raise ValueError(f"{_type_name(cls)} already has a serializer ({what})")
+    codec = _Codec(code, encode, decode, user=True)
+    _by_class[cls] = codec
+    _by_code[code] = codec
+    _handlers.clear()
+
+
+def unregister_serializer(cls: type) -> None:
+    """Forget the serializer :func:`register_serializer` gave ``cls`` (no-op if none)."""
+    codec = _by_class.get(cls)
+    if codec is None or not codec.user:
+        return
+    del _by_class[cls]
+    if _by_code.get(codec.code) is codec:
+        del _by_code[codec.code]
+    _handlers.clear()
+
+
+def enable_pickle(cls: type | None = None) -> None:
+    """Opt in to pickle, for one class or as the fallback for everything.
+
+    Pickle is never used unless asked for: it ties the log to the code that wrote it,
+    and reading a pickle runs code. ``enable_pickle(cls)`` writes instances of ``cls``
+    (and its subclasses) with pickle and lets this process unpickle them.
+    ``enable_pickle()`` pickles any value nothing else can write, and lets this process
+    unpickle anything in the log; use it only with logs you trust. Exceptions always use
+    the exception codec.
+
+    Args:
+        cls: the class to pickle, or None for the global fallback.
+
+    Raises:
+        ValueError: ``cls`` has a serializer or a built-in encoding.
+    """
+    global _pickle_any
+    if cls is None:
+        _pickle_any = True
+    else:
+        _check_class(cls)
+        existing = _by_class.get(cls)
+        if existing is not None and existing.code != _PICKLE:
+            raise ValueError(f"{_type_name(cls)} already has a serializer (code {existing.code})")
+        _by_class[cls] = _pickle_codec(cls)
+        _pickle_names.add(_type_name(cls))
+    _handlers.clear()
+
+
+def disable_pickle(cls: type | None = None) -> None:
+    """Undo :func:`enable_pickle` for ``cls``, or the global fallback when None."""
+    global _pickle_any
+    if cls is None:
+        _pickle_any = False
+    else:
+        codec = _by_class.get(cls)
+        if codec is not None and codec.code == _PICKLE:
+            del _by_class[cls]
+        _pickle_names.discard(_type_name(cls))
+    _handlers.clear()
+
+
+_register_builtin([tuple], _TUPLE, list, tuple)
+_register_builtin([set], _SET, list, set)
+_register_builtin([frozenset], _FROZENSET, list, frozenset)
+_by_code[_BIGINT] = _Codec(
+    _BIGINT, int, functools.partial(int.from_bytes, byteorder="little", signed=True), raw=True
+)
+_register_builtin(
+    [complex],
+    _COMPLEX,
+    lambda c: struct.pack("<dd", c.real, c.imag),
+    lambda data: complex(*struct.unpack("<dd", data)),
+    raw=True,
+)
+_register_builtin([datetime], _DATETIME, _datetime_value, _datetime_from)
+_register_builtin([date], _DATE, date.toordinal, date.fromordinal)
+_register_builtin([time], _TIME, _time_value, _time_from)
+_register_builtin(
+    [timedelta], _TIMEDELTA, lambda d: [d.days, d.seconds, d.microseconds], lambda v: timedelta(*v)
+)
+_register_builtin([UUID], _UUID, lambda u: u.bytes, lambda data: UUID(bytes=data), raw=True)
+_register_builtin(
+    [Decimal],
+    _DECIMAL,
+    lambda d: Decimal.__str__(d).encode("ascii"),
+    lambda data: Decimal(data.decode("ascii")),
+    raw=True,
+)
+_register_builtin(
+    [states.NotPersisted], _NOT_PERSISTED, lambda _: b"", lambda _: states.NOT_PERSISTED, raw=True
+)
+_register_builtin([states.State], _STATE, _state_value, _state_from)
+_register_builtin([BaseException], _EXCEPTION, _exception_value, _exception_from)
+_by_code[_PICKLE] = _Codec(_PICKLE, bytes, _unpickle, raw=True)
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    text: re.Pattern[str]
+    data: re.Pattern[bytes]
+    by_text: dict[str, str]
+    by_data: dict[bytes, bytes]
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(pairs: tuple[tuple[str, str], ...]) -> _Rules:
+    by_text: dict[str, str] = {}
+    for name, value in pairs:
+        by_text.setdefault(value, f"<secret:{name}>")
+    # longest first, so a secret that contains another one is replaced whole
+    values = sorted(by_text, key=len, reverse=True)
+    by_data = {value.encode(): by_text[value].encode() for value in values}
+    return _Rules(
+        re.compile("|".join(map(re.escape, values))),
+        re.compile(b"|".join(map(re.escape, by_data))),
+        by_text,
+        by_data,
+    )
+
+
+def _rules(secrets: Mapping[str, str]) -> _Rules | None:
+    if not secrets:
+        return None
+    pairs = tuple(
+        sorted((name, value) for name, value in secrets.items() if isinstance(value, str) and value)
+    )
+    return _compile(pairs) if pairs else None
+
+
+def scrub_text(text: str, secrets: Mapping[str, str]) -> str:
+    """Replace every secret value in ``text`` with ``<secret:NAME>``.
+
+    Args:
+        text: the text.
+        secrets: secret name -> value; values that are not non-empty strings are ignored.
+
+    Returns:
+        The scrubbed text (``text`` itself when no secret occurs in it).
+
+    Example:
+        >>> scrub_text("token=hunter2", {"PASSWORD": "hunter2"})
+        'token=<secret:PASSWORD>'
+    """
+    rules = _rules(secrets)
+    return text if rules is None else _Scrubber(rules).text(text)
+
+
+def scrub(obj: T, secrets: Mapping[str, str]) -> T:
+    """A copy of ``obj`` with every secret value replaced by ``<secret:NAME>``.
+
+    Strings and bytes are scrubbed wherever they are: in lists, tuples, sets and dicts
+    (keys and values), in states (message, result and the other fields), in exceptions
+    and signals (arguments, attributes and traceback text) and inside the encoded form of
+    types given to :func:`register_serializer`. A scrubbed exception is a copy without the
+    live traceback; it carries the scrubbed text as ``traceback_text``. A scrubbed
+    container that is a subclass of list, dict or set comes back as the base type (as
+    :func:`packb` would write it); a namedtuple keeps its class. Other objects
+    (including those written with pickle) are left as they are.
+
+    Args:
+        obj: the value.
+        secrets: secret name -> value; values that are not non-empty strings are ignored.
+
+    Returns:
+        ``obj`` itself when no secret occurs in it, else a copy in which only the parts
+        that held a secret are new.
+
+    Example:
+        >>> scrub({"url": "https://u:pw@host", "n": [1, ("pw",)]}, {"DB": "pw"})
+        {'url': 'https://u:<secret:DB>@host', 'n': [1, ('<secret:DB>',)]}
+    """
+    rules = _rules(secrets)
+    if rules is None:
+        return obj
+    result: T = _Scrubber(rules)(obj)
+    return result
+
+
+_ATOMS = frozenset(
+    {
+        int,
+        float,
+        bool,
+        complex,
+        type(None),
+        Decimal,
+        UUID,
+        datetime,
+        date,
+        time,
+        timedelta,
+        states.NotPersisted,
+    }
+)
+
+
+def _same(old: Iterable[Any], new: Iterable[Any]) -> bool:
+    return all(a is b for a, b in zip(old, new, strict=True))
+
+
+class _Scrubber:
+    """One scrub: the rules and a memo of what was already seen (shared parts, cycles)."""
+
+    def __init__(self, rules: _Rules) -> None:
+        self.rules = rules
+        self.memo: dict[int, tuple[Any, Any]] = {}  # id -> (original, kept alive; copy)
+
+    def text(self, text: str) -> str:
+        rules = self.rules
+        if rules.text.search(text) is None:
+            return text
+        return rules.text.sub(lambda m: rules.by_text[m.group()], text)
+
+    def data(self, data: bytes) -> bytes:
+        rules = self.rules
+        if rules.data.search(data) is None:
+            return data
+        return rules.data.sub(lambda m: rules.by_data[m.group()], data)
+
+    def __call__(self, obj: Any) -> Any:
+        if isinstance(obj, str):
+            return self.text(obj)
+        if type(obj) in _ATOMS:
+            return obj
+        if isinstance(obj, bytes):
+            return self.data(obj)
+        key = id(obj)
+        seen = self.memo.get(key)
+        if seen is not None:
+            return seen[1]
+        self.memo[key] = (obj, obj)  # a cycle back to obj keeps pointing at the original
+        new = self._compound(obj)
+        self.memo[key] = (obj, new)
+        return new
+
+    def _compound(self, obj: Any) -> Any:
+        if isinstance(obj, list):
+            items = [self(item) for item in obj]
+            return obj if _same(obj, items) else items
+        if isinstance(obj, tuple):
+            items = [self(item) for item in obj]
+            if _same(obj, items):
+                return obj
+            make = None if type(obj) is tuple else getattr(obj, "_make", None)
+            return make(items) if callable(make) else tuple(items)  # a namedtuple keeps its class
+        if isinstance(obj, dict):
+            old = [item for pair in obj.items() for item in pair]
+            new = [self(item) for item in old]
+            return obj if _same(old, new) else dict(zip(new[::2], new[1::2], strict=True))
+        if isinstance(obj, set | frozenset):
+            items = [self(item) for item in obj]
+            if _same(obj, items):
+                return obj
+            return frozenset(items) if isinstance(obj, frozenset) else set(items)
+        if isinstance(obj, states.State):
+            return self._state(obj)
+        if isinstance(obj, BaseException):
+            return self._exception(obj)
+        codec = _find_codec(type(obj))
+        if codec is not None and codec.user:
+            value = codec.to_value(obj)
+            new_value = self(value)
+            return obj if new_value is value else codec.from_value(new_value)
+        return obj
+
+    def _state(self, state: states.State) -> states.State:
+        names = [name for name in _slots(type(state)) if hasattr(state, name)]
+        old = [getattr(state, name) for name in names]
+        new = [self(value) for value in old]
+        if _same(old, new):
+            return state
+        return _copy_state(state, dict(zip(names, new, strict=True)))
+
+    def _exception(self, exc: BaseException) -> BaseException:
+        args = tuple(self(arg) for arg in exc.args)
+        attrs = dict(getattr(exc, "__dict__", {}))
+        if isinstance(exc, OSError):  # fields outside args and __dict__
+            attrs.update(filename=exc.filename, filename2=exc.filename2)
+        new_attrs = {name: self(value) for name, value in attrs.items()}
+        tb_text = _traceback_text(exc)
+        new_tb_text = self.text(tb_text)
+        unchanged = _same(exc.args, args) and _same(attrs.values(), new_attrs.values())
+        if unchanged and new_tb_text is tb_text:
+            return exc
+        new = _copy_exception(exc, args)
+        if new is None:
+            return TaskError(_type_name(type(exc)), *args, traceback_text=new_tb_text)
+        for name, value in new_attrs.items():
+            setattr(new, name, value)
+        if new_tb_text:
+            new.traceback_text = new_tb_text  # type: ignore[attr-defined]
+        state = new_attrs.get("state")
+        if isinstance(state, states.State) and state.result is exc:  # a signal's own state
+            new.__dict__["state"] = _copy_state(state, {"result": new})
+        return new
+
+
+def _copy_state(state: states.State, changes: dict[str, Any]) -> states.State:
+    cls = type(state)
+    new = cls.__new__(cls)
+    for name in _slots(cls):
+        if name in changes:
+            setattr(new, name, changes[name])
+        elif hasattr(state, name):
+            setattr(new, name, getattr(state, name))
+    return new
+
+
+def _copy_exception(exc: BaseException, args: tuple[Any, ...]) -> BaseException | None:
+    """An exception of ``exc``'s class with ``args``, made without calling ``__init__``."""
+    cls = type(exc)
+    try:
+        new = cls.__new__(cls, *args)
+        new.args = args
+    except Exception:
+        return None  # a class with its own __new__ that refuses these arguments
+    return new

@@ -288,7 +288,7 @@ class Mapped(Success):
     ``result`` is the list of the children's results.
     """
 
-    __slots__ = ("map_states", "_n_map_states")
+    __slots__ = ("_n_map_states", "map_states")
 
     def __init__(
         self,

@@ -165,8 +165,7 @@ class Task:
         if task_args:
             if "retry_delay" in task_args:
                 new.retry_delay_ns = (
-                    _timedelta_ns(task_args["retry_delay"], f"task {self.name!r}: retry_delay")
-                    or 0
+                    _timedelta_ns(task_args["retry_delay"], f"task {self.name!r}: retry_delay") or 0
                 )
             if "cache_for" in task_args:
                 new.cache_for_ns = _timedelta_ns(task_args["cache_for"], "cache_for")
@@ -189,9 +188,7 @@ class Task:
     ) -> Task:
         """Add a copy of this task to the active flow, bound to these arguments."""
         new = self.copy(**(task_args or {}))
-        return new.bind(
-            *args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs
-        )
+        return new.bind(*args, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
 
     def map(
         self,
@@ -358,13 +355,13 @@ class Parameter(Task):
     def __repr__(self) -> str:
         return f"<Parameter: {self.name}>"
 
-    def run(self) -> Any:
+    def run(self) -> Any:  # type: ignore[override]
         from statecore.context import context
 
         params = context.get("parameters") or {}
         return params.get(self.name, self.default)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Task:  # type: ignore[override]
+    def __call__(self, *args: Any, **kwargs: Any) -> Task:
         raise FlowDefinitionError(
             f"Parameter {self.name!r} cannot be called; pass it to tasks as an argument"
         )
@@ -383,7 +380,7 @@ class Secret(Task):
         kwargs["checkpoint"] = False
         super().__init__(name=name, **kwargs)
 
-    def run(self) -> Any:
+    def run(self) -> Any:  # type: ignore[override]
         from statecore.context import resolve_secret
 
         return resolve_secret(self.name)
@@ -400,7 +397,7 @@ class Constant(Task):
                 name = f"Constant[{type(value).__name__}]"
         super().__init__(name=name)
 
-    def run(self) -> Any:
+    def run(self) -> Any:  # type: ignore[override]
         return self.value
 
 
@@ -425,7 +422,7 @@ class _VarArgs(Task):
             self, mapped=mapped, upstream_tasks=upstream_tasks, flow=flow, **keyword, **kwargs
         )
 
-    def run(self, **task_results: Any) -> Any:  # type: ignore[override]
+    def run(self, **task_results: Any) -> Any:
         return [task_results[k] for k in sorted(task_results, key=lambda k: int(k[4:]))]
 
 
@@ -436,14 +433,14 @@ class List(_VarArgs):
 class Tuple(_VarArgs):
     """Collects a tuple of task results into one input."""
 
-    def run(self, **task_results: Any) -> Any:  # type: ignore[override]
+    def run(self, **task_results: Any) -> Any:
         return tuple(super().run(**task_results))
 
 
 class Set(_VarArgs):
     """Collects a set of task results into one input."""
 
-    def run(self, **task_results: Any) -> Any:  # type: ignore[override]
+    def run(self, **task_results: Any) -> Any:
         return set(super().run(**task_results))
 
 
@@ -464,11 +461,11 @@ class EdgeAnnotation:
         return f"{type(self).__name__}({self.value!r})"
 
 
-class unmapped(EdgeAnnotation):  # noqa: N801 - Prefect's name
+class unmapped(EdgeAnnotation):
     """Hold an argument constant across a ``.map``: ``f.map(xs, unmapped(y))``."""
 
 
-class flatten(EdgeAnnotation):  # noqa: N801 - Prefect's name
+class flatten(EdgeAnnotation):
     """Map over a list of lists as one flat list: ``f.map(flatten(xs))``."""
 
 

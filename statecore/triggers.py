@@ -145,9 +145,7 @@ def any_failed(upstream_states: Mapping[Any, State]) -> bool:
     statecore.signals.TRIGGERFAIL: Trigger was "any_failed" but none of the upstream tasks failed.
     """
     if upstream_states and not any(s.is_failed() for s in _all_states(upstream_states)):
-        raise signals.TRIGGERFAIL(
-            'Trigger was "any_failed" but none of the upstream tasks failed.'
-        )
+        raise signals.TRIGGERFAIL('Trigger was "any_failed" but none of the upstream tasks failed.')
     return True
 
 
@@ -205,10 +203,10 @@ class _Threshold:
         return True
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, _Threshold)
-            and (self.name, self.at_least, self.at_most)
-            == (other.name, other.at_least, other.at_most)
+        return isinstance(other, _Threshold) and (self.name, self.at_least, self.at_most) == (
+            other.name,
+            other.at_least,
+            other.at_most,
         )
 
     def __hash__(self) -> int:

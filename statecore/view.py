@@ -14,9 +14,6 @@ from typing import Any
 from statecore import machine
 from statecore.errors import CorruptEvent, IllegalTransition
 from statecore.events import (
-    KIND_LOG,
-    KIND_NOTE,
-    KIND_RUN,
     KIND_STATE,
     SCHEMA_VERSION,
     LogRecord,
@@ -201,7 +198,9 @@ class RunView:
                     f"event {seq}: task {self._label(node, index)} was {old}, event says {prev}"
                 )
             if state.name not in machine.TASK_TRANSITIONS.get(old, ()):
-                self._flag(IllegalTransition(self.run_id, self._label(node, index), old, state.name))
+                self._flag(
+                    IllegalTransition(self.run_id, self._label(node, index), old, state.name)
+                )
         run.state = state
         kind = type(state)
         if kind is Running:
@@ -213,7 +212,7 @@ class RunView:
             assert isinstance(state, Looped)
             run.loop_count = state.loop_count
             run.loop_result = state.result
-        elif kind is Pending and old == "Running" or kind is Pending and old == "Looped":
+        elif kind is Pending and old in ("Running", "Looped"):
             run.interrupted = True
         if isinstance(state, Finished) and kind is not Looped:
             run.ended = ts

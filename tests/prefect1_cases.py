@@ -41,7 +41,16 @@ def make_trigger(spec: Any) -> Callable[..., bool]:
 
 SIGNALS = {
     name: getattr(signals, name)
-    for name in ("FAIL", "SUCCESS", "SKIP", "RETRY", "PAUSE", "TRIGGERFAIL", "VALIDATIONFAIL", "LOOP")
+    for name in (
+        "FAIL",
+        "SUCCESS",
+        "SKIP",
+        "RETRY",
+        "PAUSE",
+        "TRIGGERFAIL",
+        "VALIDATIONFAIL",
+        "LOOP",
+    )
 }
 
 
@@ -143,10 +152,7 @@ def build_flow(graph: dict[str, Any], attempts: Attempts) -> tuple[Flow, dict[st
             if "case" in spec:
                 cond = spec["case"]
                 group = [spec]
-                while (
-                    i + len(group) < len(specs)
-                    and specs[i + len(group)].get("case") == cond
-                ):
+                while i + len(group) < len(specs) and specs[i + len(group)].get("case") == cond:
                     group.append(specs[i + len(group)])
                 with case(handles[cond["condition"]], cond["value"]):
                     for s in group:
@@ -160,7 +166,9 @@ def build_flow(graph: dict[str, Any], attempts: Attempts) -> tuple[Flow, dict[st
     return flow, handles
 
 
-def add_task(spec: dict[str, Any], handles: dict[str, Task], attempts: Attempts, timedelta: Any) -> Task:
+def add_task(
+    spec: dict[str, Any], handles: dict[str, Task], attempts: Attempts, timedelta: Any
+) -> Task:
     kind = spec.get("kind", "task")
     if kind == "parameter":
         if "default" in spec:
@@ -180,7 +188,12 @@ def add_task(spec: dict[str, Any], handles: dict[str, Task], attempts: Attempts,
         options["timeout"] = spec["timeout_s"]
     if spec.get("cache_for_s"):
         options["cache_for"] = timedelta(seconds=spec["cache_for_s"])
-    t = FunctionTask(behaviour_fn(spec["name"], spec.get("behaviour", {"op": "return", "value": None}), attempts), **options)
+    t = FunctionTask(
+        behaviour_fn(
+            spec["name"], spec.get("behaviour", {"op": "return", "value": None}), attempts
+        ),
+        **options,
+    )
     kwargs: dict[str, Any] = {}
     for arg, src in spec.get("inputs", {}).items():
         value: Any = handles[src["task"]] if "task" in src else src["const"]
@@ -213,13 +226,21 @@ def run_flow_case(c: dict[str, Any]) -> dict[str, Any]:
     store = MemoryStore()
     mode = graph.get("run_mode", "flow.run")
     runner = LocalRunner(single_pass=mode == "single_pass")
-    task_states = {handles[n]: initial_state(s) for n, s in graph.get("initial_task_states", {}).items()}
+    task_states = {
+        handles[n]: initial_state(s) for n, s in graph.get("initial_task_states", {}).items()
+    }
     params = graph.get("parameters", {})
     state = flow.run(parameters=params, store=store, task_states=task_states, runner=runner)
     if mode == "run_twice":
         state = flow.run(parameters=params, store=store, task_states=task_states, runner=runner)
     if graph.get("resume"):
-        state = resume(state.run_id, flow, store=store, approve=[handles[n] for n in graph["resume"]], runner=runner)
+        state = resume(
+            state.run_id,
+            flow,
+            store=store,
+            approve=[handles[n] for n in graph["resume"]],
+            runner=runner,
+        )
     observed: dict[str, Any] = {
         "flow_state": state.name,
         "flow_message": state.message,
@@ -270,7 +291,12 @@ def run_trigger_case(c: dict[str, Any]) -> tuple[Any, str]:
 
     flow = Flow("trigger-case")
     ups_tasks = [Task(name=f"u{i}") for i in range(len(ups))]
-    t = FunctionTask(lambda: 1, name="t", trigger=trig, skip_on_upstream_skip=c.get("skip_on_upstream_skip", True))
+    t = FunctionTask(
+        lambda: 1,
+        name="t",
+        trigger=trig,
+        skip_on_upstream_skip=c.get("skip_on_upstream_skip", True),
+    )
     flow.add_task(t)
     for u in ups_tasks:
         flow.add_edge(u, t)
@@ -294,5 +320,7 @@ def run_trigger_case(c: dict[str, Any]) -> tuple[Any, str]:
     if decision.run:
         exc_value = None, t.run()
         st, ended = outcome_state(*exc_value, 1)
-        return trigger_result, settle(g.nodes[ti], st, attempt=1, now=0, inputs={}, parameters={}, ended_run=ended).name
+        return trigger_result, settle(
+            g.nodes[ti], st, attempt=1, now=0, inputs={}, parameters={}, ended_run=ended
+        ).name
     return trigger_result, view.runs[ti].state.name

@@ -10,13 +10,14 @@ appends the events through the :class:`~statecore.runners.journal.Journal`.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
-from collections import deque
 import os
 import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -116,9 +117,9 @@ class LocalRunner:
 
 def _open(store: Store | str | None) -> Store:
     if store is None or isinstance(store, str):
-        from statecore.backends import open_store  # type: ignore[attr-defined]
+        from statecore.backends import open_store
 
-        return open_store(store)  # type: ignore[no-any-return]
+        return open_store(store)
     return store
 
 
@@ -278,9 +279,7 @@ def resume(
     graph = Graph(flow)
     view = replay(s, run_id)
     if view.flow_name != flow.name:
-        raise FlowChanged(
-            f"run {run_id!r} is a run of flow {view.flow_name!r}, not {flow.name!r}"
-        )
+        raise FlowChanged(f"run {run_id!r} is a run of flow {view.flow_name!r}, not {flow.name!r}")
     record = graph.record()
     if view.graph.get("fingerprint") != record["fingerprint"] and not allow_changed:
         raise FlowChanged(
@@ -463,10 +462,8 @@ class Driver:
         self.lease_keeper.stop()
         lease = self.lease_keeper.lease
         self.lease_keeper = None
-        try:
+        with contextlib.suppress(StatecoreError):
             self.store.release_lease(lease)
-        except StatecoreError:
-            pass
 
     def _check_lease(self) -> None:
         keeper = self.lease_keeper
@@ -478,7 +475,9 @@ class Driver:
                 )
             self.journal.lease = keeper.lease
 
-    def _begin(self, start: RunStarted, initial: Mapping[int, State], reuse: Mapping[int, State]) -> None:
+    def _begin(
+        self, start: RunStarted, initial: Mapping[int, State], reuse: Mapping[int, State]
+    ) -> None:
         ts = now_ns()
         event = self.journal.add(start, ts)
         self.view.apply(event)
@@ -556,9 +555,7 @@ class Driver:
                 batch = list(self.candidates)
                 self.candidates.clear()
                 now = now_ns()
-                decision = decide(
-                    graph, view, now, batch, cache=self.cache, retry_now=retry_now
-                )
+                decision = decide(graph, view, now, batch, cache=self.cache, retry_now=retry_now)
                 for action in decision.set_states:
                     self._transition(action.node, action.index, action.state, 0, now)
                 for wake in decision.wake:
@@ -606,7 +603,7 @@ class Driver:
             started.append(rt)
         if not started:
             return
-        if len(started) == 1 and not self.in_flight or self.runner.max_workers == 1:
+        if (len(started) == 1 and not self.in_flight) or self.runner.max_workers == 1:
             for rt in started:
                 self._settle(rt, self._execute(rt))
             return
@@ -633,7 +630,9 @@ class Driver:
         return [self._execute(rt) for rt in chunk]
 
     def _collect(self, *, block: bool) -> None:
-        done, _ = wait(list(self.in_flight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        done, _ = wait(
+            list(self.in_flight), timeout=None if block else 0, return_when=FIRST_COMPLETED
+        )
         for fut in done:
             self.in_flight.pop(fut)
             chunk = self._chunks.pop(fut)
@@ -746,7 +745,12 @@ class Driver:
                 state.loop_count,
                 state.result,
             )
-            if isinstance(self._transition(rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()), Running):
+            if isinstance(
+                self._transition(
+                    rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
+                ),
+                Running,
+            ):
                 self._settle(nxt, self._execute(nxt))
             return
         final = settle(
@@ -761,7 +765,11 @@ class Driver:
         if not node.checkpoint or node.is_secret:
             self.values[(rt.node, rt.index)] = final.result
         self._transition(rt.node, rt.index, final, rt.attempt, now)
-        if isinstance(final, Cached) and node.cache_for_ns is not None and not isinstance(state, Cached):
+        if (
+            isinstance(final, Cached)
+            and node.cache_for_ns is not None
+            and not isinstance(state, Cached)
+        ):
             self._cache_put(rt.node, final)
 
     def _cache_put(self, node: int, state: Cached) -> None:
@@ -789,7 +797,9 @@ class Driver:
             if inp.key is None or inputs.get(inp.key) is not NOT_PERSISTED:
                 continue
             inputs[inp.key] = self._recompute(inp.upstream)
-        return RunTask(rt.node, rt.index, inputs, rt.attempt, rt.resume, rt.loop_count, rt.loop_result)
+        return RunTask(
+            rt.node, rt.index, inputs, rt.attempt, rt.resume, rt.loop_count, rt.loop_result
+        )
 
     def _recompute(self, node_i: int) -> Any:
         key = (node_i, None)
@@ -804,7 +814,9 @@ class Driver:
             if inp.key is not None and inputs.get(inp.key) is NOT_PERSISTED:
                 inputs[inp.key] = self._recompute(inp.upstream)
         rt = RunTask(node_i, None, inputs, 1)
-        self._note("rehydrate", f"re-ran {node.key} to recompute a result that was not stored", None)
+        self._note(
+            "rehydrate", f"re-ran {node.key} to recompute a result that was not stored", None
+        )
         exc, value = self._execute(rt)
         if exc is not None:
             raise StatecoreError(
@@ -851,8 +863,8 @@ class Driver:
             event = self.journal.add(change, ts)
         except SerializationError as exc:
             new = Failed(
-                f"The result of task {_label(key, index)} could not be stored: {exc}. Set checkpoint=False "
-                "on the task, or register a serializer "
+                f"The result of task {_label(key, index)} could not be stored: {exc}. "
+                "Set checkpoint=False on the task, or register a serializer "
                 "(statecore.serialization.register_serializer).",
                 result=None,
             )
