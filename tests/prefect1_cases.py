@@ -16,7 +16,7 @@ from typing import Any
 from statecore import Flow, Parameter, case, context, merge, signals, states, triggers
 from statecore.backends import MemoryStore
 from statecore.flow import Edge
-from statecore.runners import LocalRunner, replay, resume
+from statecore.runners import LocalRunner, resume
 from statecore.tasks import FunctionTask, Task, flatten, unmapped
 
 HERE = Path(__file__).parent
@@ -311,7 +311,7 @@ def run_trigger_case(c: dict[str, Any]) -> tuple[Any, str]:
             view.apply_state(i, None, states.Mapped(n_map_states=len(s.map_states)), 1, 0)
             for j, child in enumerate(s.map_states):
                 view.apply_state(i, j, child, 1, 0)
-        elif not (type(s) is states.Pending):
+        elif type(s) is not states.Pending:
             view.apply_state(i, None, s, 1, 0)
     ti = g.index_of[t]
     decision = decide(g, view, 0, [(ti, None)])
