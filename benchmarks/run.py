@@ -88,8 +88,16 @@ def child(workload: str, store: str, repeat: int, quick: bool) -> dict[str, Any]
 
 
 def run_child(workload: str, store: str, repeat: int, quick: bool) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", workload,
-           "--stores", store, "--repeat", str(repeat)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        workload,
+        "--stores",
+        store,
+        "--repeat",
+        str(repeat),
+    ]
     if quick:
         cmd.append("--quick")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -171,7 +179,7 @@ def markdown_table(results: list[dict[str, Any]], stores: list[str]) -> str:
         for s in stores:
             r = by_key.get((name, s))
             if r is None:
-                cells += ["–", "–"]
+                cells += ["-", "-"]
             else:
                 cells += [f"{r['median_us_per_task']:.1f}", f"{r['peak_rss_mb']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -180,9 +188,14 @@ def markdown_table(results: list[dict[str, Any]], stores: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller workloads (W1/W2 200, W3 2,000)")
-    parser.add_argument("--stores", default="memory,sqlite,redis",
-                        help="comma-separated: memory,sqlite,redis (default: all three)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller workloads (W1/W2 200, W3 2,000)"
+    )
+    parser.add_argument(
+        "--stores",
+        default="memory,sqlite,redis",
+        help="comma-separated: memory,sqlite,redis (default: all three)",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="runs per workload and store")
     parser.add_argument("--workloads", default="W1,W2,W3", help="comma-separated subset")
     parser.add_argument("--json", metavar="FILE", help="also write raw results here")
@@ -205,15 +218,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipping redis: {why}", file=sys.stderr)
             stores.remove("redis")
 
-    print(f"# statecore benchmarks ({'quick' if args.quick else 'full'}, "
-          f"median of {args.repeat} runs)")
-    print(f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs")
+    print(
+        f"# statecore benchmarks ({'quick' if args.quick else 'full'}, "
+        f"median of {args.repeat} runs)"
+    )
+    print(
+        f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs"
+    )
     pool_us = baseline_thread_pool(5_000 if args.quick else 20_000, args.repeat)
     loop_us = baseline_sqlite_group_commit(10_000 if args.quick else 100_000, args.repeat)
     print(f"baseline: ThreadPoolExecutor submit+result round trip: {pool_us:.1f} µs")
-    print(f"baseline: minimal SQLite group-commit loop (2 rows/task, 512 rows/txn): "
-          f"{loop_us:.2f} µs/task")
+    print(
+        f"baseline: minimal SQLite group-commit loop (2 rows/task, 512 rows/txn): "
+        f"{loop_us:.2f} µs/task"
+    )
     print()
 
     results = []
@@ -224,15 +243,25 @@ def main(argv: list[str] | None = None) -> int:
             r = run_child(name, s, args.repeat, args.quick)
             results.append(r)
             spread = ", ".join(f"{x:.1f}" for x in r["us_per_task"])
-            print(f"{name} {s:<7} median {r['median_us_per_task']:7.1f} µs/task  "
-                  f"({r['events']} events; runs: {spread})  peak RSS {r['peak_rss_mb']:.0f} MB "
-                  f"(after build {r['rss_after_build_mb']:.0f} MB)", flush=True)
+            print(
+                f"{name} {s:<7} median {r['median_us_per_task']:7.1f} µs/task  "
+                f"({r['events']} events; runs: {spread})  peak RSS {r['peak_rss_mb']:.0f} MB "
+                f"(after build {r['rss_after_build_mb']:.0f} MB)",
+                flush=True,
+            )
     print()
     print(markdown_table(results, stores))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"baseline_pool_us": pool_us, "baseline_sqlite_loop_us": loop_us,
-             "results": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "baseline_pool_us": pool_us,
+                    "baseline_sqlite_loop_us": loop_us,
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +131,17 @@ def ensure_redis() -> str | None:
         return "redis-server is not installed"
     subprocess.run(
         [
-            "redis-server", "--bind", "127.0.0.1", "--port", "6379", "--daemonize", "yes",
-            "--save", "", "--appendonly", "no",
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--daemonize",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ],
         check=False,
         capture_output=True,
@@ -192,10 +201,8 @@ class StoreFactory:
             store.close()
             if self.kind == "sqlite":
                 for suffix in ("", "-wal", "-shm"):
-                    try:
+                    with suppress(FileNotFoundError):
                         os.unlink(os.path.join(self.workdir, f"run-{self._count}.db{suffix}"))
-                    except FileNotFoundError:
-                        pass
 
     def cleanup(self) -> None:
         if self._own_dir:
