@@ -1,0 +1,94 @@
+"""Shared fixtures: a real Redis server for the store tests.
+
+``redis_url`` is the server at ``STATECORE_TEST_REDIS_URL`` (default
+``redis://127.0.0.1:6379/15``). When it cannot be reached the test is skipped with the
+reason, except under CI (``CI=true``), where every Redis test must run and so fails.
+
+``redis_store`` is a :class:`~statecore.backends.redis.RedisStore` on that server with a
+prefix of its own; ``redis_cleanup`` deletes every key under a prefix after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from statecore.backends.redis import RedisStore
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+_reachable: dict[str, str | None] = {}  # url -> None when reachable, else the reason
+
+
+def _probe(url: str) -> str | None:
+    try:
+        import redis
+    except ImportError as exc:
+        return f"redis-py is not installed ({exc}); pip install 'statecore[redis]'"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        return f"no Redis server at {url} ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test server's URL; skip (fail under ``CI=true``) if it is unreachable."""
+    url = os.environ.get("STATECORE_TEST_REDIS_URL", DEFAULT_REDIS_URL)
+    if url not in _reachable:
+        _reachable[url] = _probe(url)
+    reason = _reachable[url]
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and the Redis tests cannot run: {reason}", pytrace=False)
+        pytest.skip(f"{reason}; start one or set STATECORE_TEST_REDIS_URL")
+    return url
+
+
+def unique_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"sc-test-{uuid.uuid4().hex[:12]}"
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix:`` on the server at ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_cleanup(redis_url: str) -> Iterator[Callable[[str], None]]:
+    """Register prefixes (``redis_cleanup(prefix)``) whose keys go after the test."""
+    prefixes: list[str] = []
+    yield prefixes.append
+    for prefix in prefixes:
+        delete_prefix(redis_url, prefix)
+
+
+@pytest.fixture
+def redis_store(redis_url: str, redis_cleanup: Callable[[str], None]) -> Iterator[RedisStore]:
+    """A RedisStore on the test server under a fresh prefix, its keys deleted afterwards."""
+    from statecore.backends.redis import RedisStore
+
+    prefix = unique_prefix()
+    redis_cleanup(prefix)
+    store = RedisStore(redis_url, prefix=prefix, retries=1, backoff=0.01)
+    yield store
+    store.close()
