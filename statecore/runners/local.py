@@ -53,6 +53,7 @@ from statecore.serialization import packb, unpackb
 from statecore.states import (
     NOT_PERSISTED,
     Cached,
+    Cancelled,
     Failed,
     Looped,
     Mapped,
@@ -125,6 +126,24 @@ def _open(store: Store | str | None) -> Store:
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(owner: str) -> bool:
+    """True when ``owner`` (``host:pid:token``) is a process of this host that is gone."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def replay(store: Store | str | None, run_id: str) -> RunView:
@@ -413,6 +432,8 @@ class Driver:
         self.in_flight: dict[Future[Any], RunTask] = {}
         self.pool: ThreadPoolExecutor | None = None
         self.values: dict[Entity, Any] = {}
+        self.cancelled = False
+        self._next_cancel_check = 0.0
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -450,9 +471,20 @@ class Driver:
 
     def _acquire_lease(self) -> None:
         r = self.runner
-        lease = self.store.acquire_lease(
-            self.view.run_id, owner=_owner(), ttl=r.lease_ttl, now=now_ns()
-        )
+        run_id = self.view.run_id
+        now = now_ns()
+        try:
+            lease = self.store.acquire_lease(run_id, owner=_owner(), ttl=r.lease_ttl, now=now)
+        except LeaseHeld:
+            held = self.store.get_lease(run_id)
+            if held is None or not _holder_is_dead(held.owner):
+                raise
+            # The holder ran on this host and its process is gone: its lease can only
+            # lapse, so take the run over now instead of waiting for the expiry.
+            lease = self.store.acquire_lease(
+                run_id, owner=_owner(), ttl=r.lease_ttl, now=max(now, held.expires + 1)
+            )
+            self._note("takeover", f"took the run over from dead holder {held.owner}", None)
         self.journal.lease = lease
         self.lease_keeper = _LeaseKeeper(self.store, lease, r.lease_ttl, r.lease_renew)
 
@@ -545,12 +577,41 @@ class Driver:
         n = self.graph.nodes[node]
         return n.cache_key or f"{self.graph.flow_name}:{n.key}"
 
+    def _cancel_requested(self) -> bool:
+        if self.cancelled:
+            return True
+        tick = time.monotonic()
+        if tick < self._next_cancel_check:
+            return False
+        self._next_cancel_check = tick + 0.5
+        self.cancelled = self.store.cancel_requested(self.view.run_id, now=now_ns())
+        return self.cancelled
+
+    def _cancel_unstarted(self) -> None:
+        """Cancel every task and mapped child that has not started."""
+        from statecore.decide import all_entities
+
+        self.candidates.clear()
+        self.waits.clear()
+        for node_i, index in all_entities(self.view):
+            run = entity_run(self.view, node_i, index)
+            if isinstance(run.state, Pending):
+                self._transition(
+                    node_i, index, Cancelled("Cancelled: the run was cancelled"), 0, now_ns()
+                )
+        self.candidates.clear()
+
     def _loop(self) -> None:
         view = self.view
         graph = self.graph
         retry_now = not self.runner.single_pass
         while True:
             self._check_lease()
+            if self._cancel_requested():
+                while self.in_flight:
+                    self._collect(block=True)
+                self._cancel_unstarted()
+                return
             if self.candidates:
                 batch = list(self.candidates)
                 self.candidates.clear()
@@ -984,6 +1045,9 @@ class Driver:
             self.view.apply(self.journal.add(record, now_ns()))
 
     def _finish(self) -> None:
+        if self.cancelled:
+            self._flow_transition(Cancelled("Cancelled by request."), now_ns())
+            return
         state = final_state(self.graph, self.view)
         if state.is_finished():
             self._flow_transition(state, now_ns())
