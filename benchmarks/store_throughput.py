@@ -1,0 +1,140 @@
+"""Store throughput: append rate and replay rate per store, on a real run log.
+
+    python benchmarks/store_throughput.py [--stores memory,sqlite,redis] [--repeat N]
+                                          [--items 15000] [--batch 500]
+
+The log is real: W3 (``.map`` over ``--items`` items + a reducer) is run once on a memory
+store and its events (about 2 per item: ~30k for 15,000 items) are read back. Then, per
+store, ``--repeat`` times on a fresh store:
+
+* append: the events appended in order in batches of ``--batch`` (default 500), each an
+  ``append(..., expected_seq=head)`` call; events/s over the whole log;
+* replay: ``store.read(run_id)`` + ``statecore.view.fold(events)``, i.e. what ``replay``
+  and ``resume`` do; events/s. Read alone and fold alone are shown to split the cost.
+
+Medians are reported. Targets (issue 4): replay >= 500k events/s from SQLite, >= 300k
+from Redis (with hiredis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from workloads import STORES, StoreFactory, build_w3, ensure_redis  # noqa: E402
+
+from statecore.backends.memory import MemoryStore  # noqa: E402
+from statecore.events import StoredEvent  # noqa: E402
+from statecore.view import fold  # noqa: E402
+
+TARGETS = {"sqlite": 500_000, "redis": 300_000}
+
+
+def real_log(items: int) -> tuple[str, list[StoredEvent]]:
+    store = MemoryStore()
+    state = build_w3(items).run(store=store)
+    if not state.is_successful():
+        raise SystemExit(f"the W3 run that makes the log failed: {state!r}")
+    run_id: str = state.run_id  # type: ignore[attr-defined]
+    return run_id, store.read(run_id)
+
+
+def measure(
+    kind: str, run_id: str, events: list[StoredEvent], repeat: int, batch: int
+) -> dict[str, float]:
+    factory = StoreFactory(kind)
+    appends, replays, reads, folds = [], [], [], []
+    n = len(events)
+    try:
+        for _ in range(repeat):
+            with factory.fresh() as store:
+                t0 = time.perf_counter()
+                head = 0
+                for i in range(0, n, batch):
+                    head = store.append(run_id, events[i : i + batch], expected_seq=head)
+                appends.append(n / (time.perf_counter() - t0))
+                if head != n:
+                    raise SystemExit(f"{kind}: head {head} after appending {n} events")
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    got = store.read(run_id)
+                    t1 = time.perf_counter()
+                    view = fold(got, run_id=run_id)
+                    t2 = time.perf_counter()
+                    if len(got) != n or view.head != n:
+                        raise SystemExit(f"{kind}: replay saw {len(got)} events, head {view.head}")
+                    replays.append(n / (t2 - t0))
+                    reads.append(n / (t1 - t0))
+                    folds.append(n / (t2 - t1))
+    finally:
+        factory.cleanup()
+    return {
+        "append": statistics.median(appends),
+        "replay": statistics.median(replays),
+        "read": statistics.median(reads),
+        "fold": statistics.median(folds),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stores", default="memory,sqlite,redis")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--items", type=int, default=15_000, help="W3 size that makes the log")
+    parser.add_argument("--batch", type=int, default=500, help="events per append")
+    args = parser.parse_args(argv)
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    for s in stores:
+        if s not in STORES:
+            parser.error(f"unknown store {s!r}; choose from {', '.join(STORES)}")
+    if "redis" in stores:
+        why = ensure_redis()
+        if why is not None:
+            print(f"skipping redis: {why}", file=sys.stderr)
+            stores.remove("redis")
+        else:
+            try:
+                import hiredis  # noqa: F401
+
+                print("redis: hiredis parser available")
+            except ImportError:
+                print("redis: hiredis NOT installed (pure-Python parser)")
+
+    run_id, events = real_log(args.items)
+    size = sum(len(e.payload) for e in events) / len(events)
+    print(
+        f"log: W3 over {args.items:,} items, {len(events):,} events, "
+        f"mean payload {size:.0f} bytes; append batches of {args.batch}; "
+        f"median of {args.repeat} (replay: 3 reads per fresh store)"
+    )
+    print()
+    print(
+        "| store | append events/s | replay (read + fold) events/s | read events/s "
+        "| fold events/s | replay target |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for kind in stores:
+        r = measure(kind, run_id, events, args.repeat, args.batch)
+        target = TARGETS.get(kind)
+        verdict = (
+            "-"
+            if target is None
+            else (f">= {target // 1000}k: {'met' if r['replay'] >= target else 'NOT met'}")
+        )
+        print(
+            f"| {kind} | {r['append']:,.0f} | {r['replay']:,.0f} | {r['read']:,.0f} "
+            f"| {r['fold']:,.0f} | {verdict} |",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
