@@ -10,8 +10,8 @@ Outside a task it is empty. The runner sets it per worker through a ContextVar.
 from __future__ import annotations
 
 import contextvars
-from types import MappingProxyType
 from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["Context", "context", "resolve_secret"]
