@@ -32,6 +32,7 @@ from statecore.errors import (  # noqa: E402
     StoreUnavailable,
 )
 from statecore.events import StoredEvent  # noqa: E402
+from statecore.testing import StoreContractTests  # noqa: E402
 from tests.conftest import unique_prefix  # noqa: E402
 
 NOW = 1_700_000_000_000_000_000
@@ -68,6 +69,41 @@ def raw(redis_url: str) -> Iterator[Any]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+# -- the contract ----------------------------------------------------------------------------
+
+
+class TestRedisStoreContract(StoreContractTests):
+    """The conformance suite on the real server; a second handle is a second client."""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, redis_url: str, redis_cleanup: Callable[[str], None]) -> None:
+        self.url, self.prefix = redis_url, unique_prefix()
+        redis_cleanup(self.prefix)
+
+    def make_store(self) -> RedisStore:
+        return RedisStore(self.url, prefix=self.prefix, retries=1, backoff=0.01)
+
+    def make_second_store(self) -> RedisStore:
+        return self.make_store()
+
+
+class TestFakeRedisStoreContract(StoreContractTests):
+    """The same suite on fakeredis, for speed; it never replaces the real server's run."""
+
+    @pytest.fixture(autouse=True)
+    def _server(self) -> None:
+        pytest.importorskip("lupa", reason="fakeredis runs Lua scripts only with lupa installed")
+        fakeredis = pytest.importorskip("fakeredis")
+        self.server = fakeredis.FakeServer()
+        self.fakeredis = fakeredis
+
+    def make_store(self) -> RedisStore:
+        return RedisStore(self.fakeredis.FakeRedis(server=self.server), retries=0)
+
+    def make_second_store(self) -> RedisStore:
+        return self.make_store()
 
 
 def free_port() -> int:

@@ -134,21 +134,26 @@ def run_tag(run_id: str) -> str:
     """
     if _READABLE_ID.fullmatch(run_id):
         return run_id
-    try:
-        raw = run_id.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"run id {run_id!r} is not valid UTF-8 text") from exc
-    return "=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return "=" + base64.urlsafe_b64encode(_utf8(run_id)).rstrip(b"=").decode("ascii")
+
+
+def _utf8(text: str) -> bytes:
+    # Python strings may hold lone surrogates; they round-trip instead of failing.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
 
 
 def _index_member(started: int, run_id: str) -> bytes:
     if not -_INT64 <= started < _INT64:
         raise ValueError(f"run {run_id!r}: start time {started} is outside 64-bit nanoseconds")
-    return b"%016x:%s" % (started + _INT64, run_id.encode("utf-8"))
+    return b"%016x:%s" % (started + _INT64, _utf8(run_id))
 
 
 def _split_member(member: bytes) -> tuple[int, str]:
-    return int(member[:16], 16) - _INT64, member[17:].decode("utf-8")
+    return int(member[:16], 16) - _INT64, _text(member[17:])
 
 
 # -- Lua -------------------------------------------------------------------------------
@@ -408,7 +413,7 @@ _KINDS: dict[bytes, str] = {b"run": "run", b"state": "state", b"log": "log", b"n
 
 def _decode_entry(run_id: str, entry: Any) -> StoredEvent:
     entry_id, (_, epoch, _, prev_hash, _, kind, _, ts, _, payload) = entry
-    name = _KINDS.get(kind) or kind.decode("utf-8")
+    name = _KINDS.get(kind) or _text(kind)
     return StoredEvent(run_id, int(entry_id[2:]), int(epoch), prev_hash, name, int(ts), payload)
 
 
@@ -417,7 +422,7 @@ def _decode_entries(run_id: str, entries: list[Any]) -> list[StoredEvent]:
     kinds = _KINDS
     try:
         return [
-            StoredEvent(run_id, int(i[2:]), int(e), h, kinds.get(k) or k.decode("utf-8"), int(t), p)
+            StoredEvent(run_id, int(i[2:]), int(e), h, kinds.get(k) or _text(k), int(t), p)
             for i, (_, e, _, h, _, k, _, t, _, p) in entries
         ]
     except (ValueError, TypeError) as exc:
@@ -437,13 +442,13 @@ def _meta_from_hash(fields: Mapping[bytes, bytes]) -> RunMeta | None:
     try:
         ended, parent = fields.get(b"ended"), fields.get(b"parent_run")
         return RunMeta(
-            run_id=fields[b"run_id"].decode("utf-8"),
-            flow_name=fields[b"flow_name"].decode("utf-8"),
-            state=fields[b"state"].decode("utf-8"),
+            run_id=_text(fields[b"run_id"]),
+            flow_name=_text(fields[b"flow_name"]),
+            state=_text(fields[b"state"]),
             started=int(fields[b"started"]),
             ended=None if ended is None else int(ended),
             head=int(fields.get(b"head", b"0")),
-            parent_run=None if parent is None else parent.decode("utf-8"),
+            parent_run=None if parent is None else _text(parent),
         )
     except (KeyError, ValueError) as exc:
         raise CorruptEvent(f"malformed run metadata {dict(fields)!r} ({exc!r})") from exc
@@ -651,13 +656,16 @@ class RedisStore(Store):
         if run_meta is not None:
             member = _index_member(run_meta.started, run_id)
             started = str(run_meta.started)
-            sets += ["run_id", run_meta.run_id, "flow_name", run_meta.flow_name]
-            sets += ["state", run_meta.state, "started", started]
-            for name, value in (("ended", run_meta.ended), ("parent_run", run_meta.parent_run)):
-                if value is None:
-                    dels.append(name)
-                else:
-                    sets += [name, value]
+            sets += ["run_id", _utf8(run_meta.run_id), "flow_name", _utf8(run_meta.flow_name)]
+            sets += ["state", _utf8(run_meta.state), "started", started]
+            if run_meta.ended is None:
+                dels.append("ended")
+            else:
+                sets += ["ended", run_meta.ended]
+            if run_meta.parent_run is None:
+                dels.append("parent_run")
+            else:
+                sets += ["parent_run", _utf8(run_meta.parent_run)]
         args: list[Any] = [
             expected_seq,
             new_head,
@@ -672,7 +680,7 @@ class RedisStore(Store):
         ]
         if bad is None:
             for e in events:
-                args += (f"0-{e.seq}", e.epoch, e.prev_hash, e.kind, e.ts, e.payload)
+                args += (f"0-{e.seq}", e.epoch, e.prev_hash, _utf8(e.kind), e.ts, e.payload)
 
         def queue(pipe: Any) -> None:
             pipe.evalsha(_APPEND.sha, 2, *keys, *args)
@@ -865,14 +873,13 @@ class RedisStore(Store):
             f"acquire the lease of run {run_id!r}",
             _ACQUIRE,
             (lease_key, meta_key),
-            owner,
+            _utf8(owner),
             now,
             expires,
         )
         if int(reply[0]) == 1:
             raise LeaseHeld(
-                f"run {run_id!r} is being driven by {reply[1].decode('utf-8')} "
-                f"(lease epoch {int(reply[2])})"
+                f"run {run_id!r} is being driven by {_text(reply[1])} (lease epoch {int(reply[2])})"
             )
         return Lease(run_id, owner, int(reply[1]), expires)
 
@@ -883,7 +890,7 @@ class RedisStore(Store):
             _RENEW,
             self.keys_of(lease.run_id)[2:],
             lease.epoch,
-            lease.owner,
+            _utf8(lease.owner),
             expires,
         )
         if not renewed:
@@ -905,7 +912,7 @@ class RedisStore(Store):
         )
         if owner is None or epoch is None or expires is None:
             return None
-        return Lease(run_id, owner.decode("utf-8"), int(epoch), int(expires))
+        return Lease(run_id, _text(owner), int(epoch), int(expires))
 
     # -- cache ---------------------------------------------------------------------------
 
