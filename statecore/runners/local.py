@@ -414,7 +414,10 @@ class Driver:
         view.track = False
         self.runner = runner
         self.secrets: dict[str, str] = dict(secrets or {})
-        self.known_secrets: dict[str, str] = {}
+        # every value handed in is known to the run, so it is scrubbed from the first event
+        self.known_secrets: dict[str, str] = {
+            name: value for name, value in self.secrets.items() if isinstance(value, str) and value
+        }
         self.journal = Journal(
             store,
             view.run_id,
@@ -429,7 +432,7 @@ class Driver:
         self.pending_logs: deque[LogRecord] = deque()
         self.logger = _RunLogger(self.pending_logs.append)
         self.lease_keeper: _LeaseKeeper | None = None
-        self.in_flight: dict[Future[Any], RunTask] = {}
+        self.in_flight: dict[Future[Any], list[RunTask]] = {}
         self.pool: ThreadPoolExecutor | None = None
         self.values: dict[Entity, Any] = {}
         self.cancelled = False
@@ -609,7 +612,7 @@ class Driver:
             self._check_lease()
             if self._cancel_requested():
                 while self.in_flight:
-                    self._collect(block=True)
+                    self._collect()
                 self._cancel_unstarted()
                 return
             if self.candidates:
@@ -626,7 +629,7 @@ class Driver:
                 if self.candidates:
                     continue
             if self.in_flight:
-                self._collect(block=True)
+                self._collect()
                 continue
             if self.journal.due():
                 self.journal.flush()
@@ -652,16 +655,17 @@ class Driver:
     def _start(self, runs: list[RunTask]) -> None:
         started: list[RunTask] = []
         for rt in runs:
-            node = self.graph.nodes[rt.node]
+            if any(v is NOT_PERSISTED for v in rt.inputs.values()):
+                try:
+                    rt = self._rehydrate(rt)
+                except StatecoreError as exc:
+                    self._transition(rt.node, rt.index, Failed(str(exc)), rt.attempt, now_ns())
+                    continue
             state = self._transition(
                 rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
             )
-            if not isinstance(state, Running):
-                continue
-            if any(v is NOT_PERSISTED for v in rt.inputs.values()):
-                rt = self._rehydrate(rt)
-            del node
-            started.append(rt)
+            if isinstance(state, Running):
+                started.append(rt)
         if not started:
             return
         if (len(started) == 1 and not self.in_flight) or self.runner.max_workers == 1:
@@ -672,33 +676,27 @@ class Driver:
             self.pool = ThreadPoolExecutor(
                 max_workers=self.runner.max_workers, thread_name_prefix="statecore-task"
             )
+        # Batches amortise the pool's round trip over many short tasks; one batch per
+        # worker keeps every worker busy when the bodies are long.
         size = max(1, -(-len(started) // self.runner.max_workers))
         for i in range(0, len(started), size):
             chunk = started[i : i + size]
-            fut = self.pool.submit(self._execute_many, chunk)
-            self.in_flight[fut] = chunk[0]
-            self._chunks[fut] = chunk
-
-    @property
-    def _chunks(self) -> dict[Future[Any], list[RunTask]]:
-        chunks: dict[Future[Any], list[RunTask]] | None = getattr(self, "_chunk_map", None)
-        if chunks is None:
-            chunks = {}
-            self._chunk_map = chunks
-        return chunks
+            self.in_flight[self.pool.submit(self._execute_many, chunk)] = chunk
 
     def _execute_many(self, chunk: list[RunTask]) -> list[tuple[BaseException | None, Any]]:
         return [self._execute(rt) for rt in chunk]
 
-    def _collect(self, *, block: bool) -> None:
-        done, _ = wait(
-            list(self.in_flight), timeout=None if block else 0, return_when=FIRST_COMPLETED
-        )
+    def _collect(self) -> None:
+        """Settle finished batches; wakes at least every group window to commit."""
+        timeout = self.runner.group_delay if self.journal.buffer else 0.5
+        done, _ = wait(list(self.in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
+        if not done:
+            self._flush_logs()
+            self.journal.flush()
+            return
         for fut in done:
-            self.in_flight.pop(fut)
-            chunk = self._chunks.pop(fut)
-            outcomes = fut.result()
-            for rt, outcome in zip(chunk, outcomes, strict=True):
+            chunk = self.in_flight.pop(fut)
+            for rt, outcome in zip(chunk, fut.result(), strict=True):
                 self._settle(rt, outcome)
 
     def _context(self, rt: RunTask) -> dict[str, Any]:
@@ -785,35 +783,25 @@ class Driver:
         return exc, value
 
     def _settle(self, rt: RunTask, outcome: tuple[BaseException | None, Any]) -> None:
-        if isinstance(outcome, BaseException):
-            raise outcome
+        """Turn an attempt's outcome into states; run LOOP iterations until they end."""
         node = self.graph.nodes[rt.node]
-        exc, value = outcome
-        loop_count = rt.loop_count + 1
-        state, ended = outcome_state(exc, value, loop_count)
-        now = now_ns()
-        if isinstance(state, Looped):
-            self._transition(rt.node, rt.index, state, rt.attempt, now)
-            run = entity_run(self.view, rt.node, rt.index)
-            if not isinstance(run.state, Looped):
+        while True:
+            exc, value = outcome
+            state, ended = outcome_state(exc, value, rt.loop_count + 1)
+            now = now_ns()
+            if not isinstance(state, Looped):
+                break
+            if not isinstance(self._transition(rt.node, rt.index, state, rt.attempt, now), Looped):
                 return
-            nxt = RunTask(
-                rt.node,
-                rt.index,
-                rt.inputs,
-                rt.attempt,
-                rt.resume,
-                state.loop_count,
-                state.result,
+            restarted = self._transition(
+                rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
             )
-            if isinstance(
-                self._transition(
-                    rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
-                ),
-                Running,
-            ):
-                self._settle(nxt, self._execute(nxt))
-            return
+            if not isinstance(restarted, Running):
+                return
+            rt = RunTask(
+                rt.node, rt.index, rt.inputs, rt.attempt, rt.resume, state.loop_count, state.result
+            )
+            outcome = self._execute(rt)
         final = settle(
             node,
             state,
@@ -826,11 +814,7 @@ class Driver:
         if not node.checkpoint or node.is_secret:
             self.values[(rt.node, rt.index)] = final.result
         self._transition(rt.node, rt.index, final, rt.attempt, now)
-        if (
-            isinstance(final, Cached)
-            and node.cache_for_ns is not None
-            and not isinstance(state, Cached)
-        ):
+        if isinstance(final, Cached) and not isinstance(state, Cached):
             self._cache_put(rt.node, final)
 
     def _cache_put(self, node: int, state: Cached) -> None:
