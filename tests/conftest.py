@@ -6,6 +6,8 @@ reason, except under CI (``CI=true``), where every Redis test must run and so fa
 
 ``redis_store`` is a :class:`~statecore.backends.redis.RedisStore` on that server with a
 prefix of its own; ``redis_cleanup`` deletes every key under a prefix after the test.
+``redis_store_factories()`` is for tables of store factories built at import time (the
+differential state machine): the Redis entry, or nothing when there is no server locally.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from statecore.backends.base import Store
     from statecore.backends.redis import RedisStore
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -41,18 +45,51 @@ def _probe(url: str) -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """The test server's URL; skip (fail under ``CI=true``) if it is unreachable."""
+def _unreachable() -> tuple[str, str | None]:
+    """The test server's URL and why it cannot be used (None when it can)."""
     url = os.environ.get("STATECORE_TEST_REDIS_URL", DEFAULT_REDIS_URL)
     if url not in _reachable:
         _reachable[url] = _probe(url)
-    reason = _reachable[url]
+    return url, _reachable[url]
+
+
+def _must_run() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test server's URL; skip (fail under ``CI=true``) if it is unreachable."""
+    url, reason = _unreachable()
     if reason is not None:
-        if os.environ.get("CI") == "true":
+        if _must_run():
             pytest.fail(f"CI=true and the Redis tests cannot run: {reason}", pytrace=False)
         pytest.skip(f"{reason}; start one or set STATECORE_TEST_REDIS_URL")
     return url
+
+
+def redis_store_factories() -> dict[str, Callable[[Path], Store]]:
+    """``{"redis": factory}`` for a table of store factories, or ``{}`` without a server.
+
+    Each store the factory makes has a fresh prefix and deletes its keys when closed.
+    Without a server this returns ``{}`` locally and fails the collection under CI.
+    """
+    url, reason = _unreachable()
+    if reason is not None:
+        if _must_run():
+            pytest.fail(f"CI=true and the Redis tests cannot run: {reason}", pytrace=False)
+        return {}
+    from statecore.backends.redis import RedisStore
+
+    class ScratchRedisStore(RedisStore):
+        def close(self) -> None:
+            delete_prefix(url, self.prefix)
+            super().close()
+
+    def make(_tmp: Path) -> Store:
+        return ScratchRedisStore(url, prefix=unique_prefix(), retries=1, backoff=0.01)
+
+    return {"redis": make}
 
 
 def unique_prefix() -> str:
