@@ -29,7 +29,7 @@ def test_stores_agree_with_the_reference(tmp_path_factory: pytest.TempPathFactor
         tmp = tmp_path_factory.mktemp("example")
         return [factory(tmp) for factory in STORES.values()]
 
-    run_state_machine_as_test(
+    run_state_machine_as_test(  # type: ignore[no-untyped-call]
         store_state_machine(make_stores),
         settings=settings(
             max_examples=60,
@@ -50,7 +50,7 @@ def test_the_machine_catches_a_store_that_disagrees(
             return super().append(run_id, events[:-1] if len(events) > 1 else events, **options)
 
     with pytest.raises(AssertionError):
-        run_state_machine_as_test(
+        run_state_machine_as_test(  # type: ignore[no-untyped-call]
             store_state_machine(lambda: [MemoryStore(), ForgetfulStore()]),
             settings=settings(max_examples=200, deadline=None, database=None),
         )

@@ -35,7 +35,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 from itertools import starmap
 from pathlib import Path
-from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Final, Literal, ParamSpec, Self, TypeVar, cast
 from urllib.parse import quote
 
 from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
@@ -404,6 +404,9 @@ class SQLiteStore(Store):
                     "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
                     (version, time.time_ns()),
                 )
+
+    def __enter__(self) -> Self:
+        return self
 
     def close(self) -> None:
         """Close every thread's connection to the file.
