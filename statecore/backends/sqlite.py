@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import replace
 from itertools import starmap
 from pathlib import Path
@@ -231,7 +231,8 @@ def _translated(
                 ) from exc
             raise StatecoreError(f"SQLite store at {self.path} refused a value: {exc}") from exc
         except (sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError) as exc:
-            raise StatecoreError(f"SQLite store at {self.path} refused a value: {exc}") from exc
+            # A value of a type SQLite cannot bind, or a connection closed by close().
+            raise StatecoreError(f"SQLite store at {self.path} refused the call: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite store at {self.path} is unavailable: {exc}") from exc
         except UnicodeEncodeError as exc:
@@ -349,6 +350,9 @@ class SQLiteStore(Store):
                 f"SQLite store at {self.path}: cannot create the database file ({exc})"
             ) from exc
 
+    def _uri(self) -> str:
+        return f"file:{quote(str(self.path))}"
+
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
@@ -364,7 +368,7 @@ class SQLiteStore(Store):
         # mode=rw: never let sqlite3 recreate a deleted file behind our back with the
         # umask's permissions; a missing file is an error.
         conn = sqlite3.connect(
-            f"file:{quote(str(self.path))}?mode=rw",
+            f"{self._uri()}?mode=rw",
             uri=True,
             timeout=self.busy_timeout,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
@@ -615,15 +619,19 @@ class SQLiteStore(Store):
         import sqlite_utils  # off the hot path: only inspection pays for the import
 
         conn = self._connection()
-        db = sqlite_utils.Database(conn)
         version = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-        return {
+        info: dict[str, Any] = {
             "path": str(self.path),
             "schema_version": int(version[0]),
             "journal_mode": str(conn.execute("PRAGMA journal_mode").fetchone()[0]),
             "synchronous": int(conn.execute("PRAGMA synchronous").fetchone()[0]),
-            "tables": {name: int(db[name].count) for name in sorted(db.table_names())},
         }
+        # A connection of its own, read-only and without sqlite-utils' plugins, so
+        # inspecting can neither write nor change the settings of the store's connections.
+        with closing(sqlite3.connect(f"{self._uri()}?mode=ro", uri=True)) as private:
+            db = sqlite_utils.Database(private, recursive_triggers=False, execute_plugins=False)
+            info["tables"] = {name: int(db[name].count) for name in sorted(db.table_names())}
+        return info
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, synchronous={self.synchronous!r})"
