@@ -417,14 +417,20 @@ def _decode_entry(run_id: str, entry: Any) -> StoredEvent:
     return StoredEvent(run_id, int(entry_id[2:]), int(epoch), prev_hash, name, int(ts), payload)
 
 
-def _decode_entries(run_id: str, entries: list[Any]) -> list[StoredEvent]:
-    """Raw XRANGE entries ``[id, [e, epoch, h, prev, k, kind, t, ts, p, payload]]``."""
-    kinds = _KINDS
+def _decode_entries(run_id: str, entries: list[Any], first: int) -> list[StoredEvent]:
+    """Raw XRANGE entries ``[id, [e, epoch, h, prev, k, kind, t, ts, p, payload]]``.
+
+    Ids are increasing, so when the first is ``0-first`` and the last ``0-(first+n-1)``
+    the sequence numbers are ``first, first+1, ...`` and need not be parsed one by one.
+    """
+    kinds, last = _KINDS, first + len(entries) - 1
     try:
-        return [
-            StoredEvent(run_id, int(i[2:]), int(e), h, kinds.get(k) or _text(k), int(t), p)
-            for i, (_, e, _, h, _, k, _, t, _, p) in entries
-        ]
+        if entries and entries[0][0] == b"0-%d" % first and entries[-1][0] == b"0-%d" % last:
+            return [
+                StoredEvent(run_id, seq, int(e), h, kinds.get(k) or _text(k), int(t), p)
+                for seq, (_, (_, e, _, h, _, k, _, t, _, p)) in enumerate(entries, first)
+            ]
+        return [_decode_entry(run_id, entry) for entry in entries]
     except (ValueError, TypeError) as exc:
         for entry in entries:
             try:
@@ -763,7 +769,7 @@ class RedisStore(Store):
                 f"read run {run_id!r}",
                 partial(self._raw.xrange, events_key, f"0-{start}", "+", count),
             )
-            out += _decode_entries(run_id, entries)
+            out += _decode_entries(run_id, entries, start)
             if len(entries) < count:
                 break
             left -= count
