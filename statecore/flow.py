@@ -97,6 +97,8 @@ class Flow:
         self.state_handlers = list(state_handlers or ())
         self.on_failure = on_failure
         self._token: contextvars.Token[Flow | None] | None = None
+        #: bumped by every change to the graph, so a compiled graph can be reused
+        self.version = 0
         for t in tasks or ():
             self.add_task(t)
         for e in edges or ():
@@ -149,6 +151,7 @@ class Flow:
                         f"flow {self.name!r} already has a parameter named {task.name!r}"
                     )
         self._tasks[task] = None
+        self.version += 1
         self.constants.setdefault(task, {})
         self.slugs[task] = self._make_slug(task)
         blocks = _case_stack.get()
@@ -191,6 +194,7 @@ class Flow:
         if not contains_task(upstream_task) and key is not None and not mapped and not flattened:
             self.add_task(downstream)
             self.constants[downstream][key] = upstream_task
+            self.version += 1
             return Edge(Constant(upstream_task), downstream, key, mapped, flattened)
         if not isinstance(upstream_task, Task) and mapped and not contains_task(upstream_task):
             _check_mappable(downstream, key, upstream_task, flattened)
@@ -206,6 +210,7 @@ class Flow:
                 f"{self.name!r} cyclic; flows must be acyclic"
             )
         self._edges[edge] = None
+        self.version += 1
         self._down.setdefault(upstream, []).append(downstream)
         if key is not None:
             self._keyed.add((downstream, key))
@@ -289,6 +294,7 @@ class Flow:
             if t not in self._tasks:
                 raise FlowDefinitionError(f"reference task {t!r} is not in flow {self.name!r}")
         self._reference_tasks = tasks
+        self.version += 1
 
     def parameters(self) -> set[Parameter]:
         """The flow's parameters."""

@@ -101,6 +101,8 @@ class Graph:
     def __init__(self, flow: Flow) -> None:
         flow.validate()
         self.flow = flow
+        self.version = flow.version
+        self._record: dict[str, Any] | None = None
         self.flow_name = flow.name
         order = flow.sorted_tasks()
         self.index_of: dict[Task, int] = {t: i for i, t in enumerate(order)}
@@ -142,6 +144,16 @@ class Graph:
             n.task.name: n.task for n in self.nodes if isinstance(n.task, Parameter)
         }
 
+    @classmethod
+    def of(cls, flow: Flow) -> Graph:
+        """The compiled graph of ``flow``, reused while the flow is unchanged."""
+        cached: Graph | None = getattr(flow, "_compiled", None)
+        if cached is not None and cached.version == flow.version:
+            return cached
+        graph = cls(flow)
+        flow._compiled = graph  # type: ignore[attr-defined]
+        return graph
+
     def __len__(self) -> int:
         return len(self.nodes)
 
@@ -162,6 +174,11 @@ class Graph:
 
     def record(self) -> dict[str, Any]:
         """The graph as recorded in the run's first event (plain data)."""
+        if self._record is None:
+            self._record = self._make_record()
+        return self._record
+
+    def _make_record(self) -> dict[str, Any]:
         tasks = [
             {
                 "key": n.key,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
@@ -32,6 +33,8 @@ __all__ = [
 StateHandler = Callable[[Any, State, State], State | None]
 
 _RESERVED_ARGS = {"upstream_tasks", "mapped", "task_args", "flow"}
+# run() functions already checked (a weak set: functions of deleted tasks may go)
+_VALID_RUNS: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
 def _timedelta_ns(value: datetime.timedelta | float | int | None, what: str) -> int | None:
@@ -123,6 +126,9 @@ class Task:
         self._validate_run_signature()
 
     def _validate_run_signature(self) -> None:
+        run = getattr(self.run, "__func__", self.run)
+        if run in _VALID_RUNS:
+            return
         params = inspect.signature(self.run).parameters.values()
         for p in params:
             if p.kind is inspect.Parameter.VAR_POSITIONAL and type(self).__name__ not in (
@@ -137,6 +143,7 @@ class Task:
                 raise FlowDefinitionError(
                     f"task {self.name!r}: run() argument {p.name!r} is a reserved name"
                 )
+        _VALID_RUNS.add(run)
 
     def __repr__(self) -> str:
         return f"<Task: {self.name}>"

@@ -28,6 +28,8 @@ from statecore.serialization import unpackb
 from statecore.states import (
     NOT_PERSISTED,
     Cached,
+    Cancelled,
+    Failed,
     Finished,
     Looped,
     Mapped,
@@ -35,7 +37,11 @@ from statecore.states import (
     Retrying,
     Running,
     Scheduled,
+    Skipped,
     State,
+    Success,
+    TimedOut,
+    TriggerFailed,
     state_class,
 )
 
@@ -99,6 +105,9 @@ def state_from_change(change: StateChanged) -> State:
 
 def state_extra(state: State) -> dict[str, Any] | None:
     """The fields beyond message and result that an event must keep for ``state``."""
+    kind = type(state)
+    if kind in _PLAIN:
+        return None
     if isinstance(state, Retrying):
         return {"start_time": state.start_time, "run_count": state.run_count}
     if isinstance(state, Scheduled):
@@ -113,6 +122,12 @@ def state_extra(state: State) -> dict[str, Any] | None:
             "cached_parameters": state.cached_parameters,
         }
     return None
+
+
+# states whose events need no extra fields (checked by exact type: the hot path)
+_PLAIN = frozenset(
+    {Pending, Running, Success, Failed, Skipped, TriggerFailed, TimedOut, Cancelled}
+)
 
 
 class RunView:

@@ -73,16 +73,20 @@ class Journal:
 
     def add(self, body: Body, ts: int) -> StoredEvent:
         """Encode, number and buffer one event (raises SerializationError, writing nothing)."""
-        payload = encode_body(body)
+        return self.add_payload(body.kind, encode_body(body), ts)
+
+    def add_payload(self, kind: str, payload: bytes, ts: int) -> StoredEvent:
+        """Number, chain and buffer an encoded event; commit when the window is full."""
         self.head += 1
-        event = StoredEvent(
-            self.run_id, self.head, self.epoch, self.prev_hash, body.kind, ts, payload
-        )
+        event = StoredEvent(self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload)
         self.prev_hash = chain_hash(event, self.key)
-        if not self.buffer:
+        buffer = self.buffer
+        if not buffer:
             self._first_buffered = time.monotonic_ns()
-        self.buffer.append(event)
-        if len(self.buffer) >= self.max_events:
+        buffer.append(event)
+        if len(buffer) >= self.max_events or (
+            time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
+        ):
             self.flush()
         return event
 

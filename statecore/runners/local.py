@@ -46,7 +46,14 @@ from statecore.errors import (
     SerializationError,
     StatecoreError,
 )
-from statecore.events import LogRecord, Note, RunStarted, StateChanged
+from statecore.events import (
+    KIND_STATE,
+    LogRecord,
+    Note,
+    RunStarted,
+    StateChanged,
+    encode_state_change,
+)
 from statecore.flow import Flow
 from statecore.graph import Graph
 from statecore.serialization import packb, unpackb
@@ -55,6 +62,7 @@ from statecore.states import (
     Cached,
     Cancelled,
     Failed,
+    Finished,
     Looped,
     Mapped,
     Paused,
@@ -192,7 +200,7 @@ def run_flow(
     reuse: Mapping[int, State] | None = None,
 ) -> State:
     """Run ``flow`` (see :meth:`statecore.Flow.run`)."""
-    graph = Graph(flow)
+    graph = Graph.of(flow)
     params = check_parameters(graph, parameters or {})
     initial: dict[int, State] = {}
     for ref, st in (task_states or {}).items():
@@ -295,7 +303,7 @@ def resume(
         LeaseHeld: another live process drives the run.
     """
     s = _open(store)
-    graph = Graph(flow)
+    graph = Graph.of(flow)
     view = replay(s, run_id)
     if view.flow_name != flow.name:
         raise FlowChanged(f"run {run_id!r} is a run of flow {view.flow_name!r}, not {flow.name!r}")
@@ -437,6 +445,8 @@ class Driver:
         self.values: dict[Entity, Any] = {}
         self.cancelled = False
         self._next_cancel_check = 0.0
+        self.blockers: list[int] = []
+        self.needs_complete: list[dict[int, bool]] = []
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -458,6 +468,10 @@ class Driver:
                 else:
                     self._resume_prelude(approve, code or {})
                 self._load_cache()
+                self._init_blockers()
+                for node_i, waiting in enumerate(self.blockers):
+                    if waiting:
+                        self.candidates.pop((node_i, None), None)
                 self._loop()
                 self._finish()
             finally:
@@ -896,16 +910,17 @@ class Driver:
             machine.check_task(view.run_id, _label(key, index), old_name, new_name)
         result = new.result
         stored = node.checkpoint and not node.is_secret
-        if isinstance(new, Mapped):
+        if type(new) is Mapped:
             result, stored = None, True
-        if self.known_secrets and stored:
-            result = self._scrub(result)
-        message = self._scrub(new.message) if self.known_secrets else new.message
-        change = StateChanged(
-            key, index, old_name, new_name, attempt, message, result, stored, state_extra(new)
-        )
+        message = new.message
+        if self.known_secrets:
+            if stored:
+                result = self._scrub(result)
+            message = self._scrub(message)
         try:
-            event = self.journal.add(change, ts)
+            payload = encode_state_change(
+                key, index, old_name, new_name, attempt, message, result, stored, state_extra(new)
+            )
         except SerializationError as exc:
             new = Failed(
                 f"The result of task {_label(key, index)} could not be stored: {exc}. "
@@ -913,18 +928,18 @@ class Driver:
                 "(statecore.serialization.register_serializer).",
                 result=None,
             )
-            machine.check_task(view.run_id, _label(key, index), old_name, new.name)
-            change = StateChanged(
-                key, index, old_name, new.name, attempt, new.message, None, True, None
+            new_name = "Failed"
+            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
+            payload = encode_state_change(
+                key, index, old_name, new_name, attempt, new.message, None, True, None
             )
-            event = self.journal.add(change, ts)
+        event = self.journal.add_payload(KIND_STATE, payload, ts)
         view.apply_state(node_i, index, new, attempt, ts, event.seq)
-        view.advance(event)
+        view.head = event.seq
+        view.last_event = event
         if self.pending_logs:
             self._flush_logs()
         self._after(node_i, index, new)
-        if self.journal.due():
-            self.journal.flush()
         return new
 
     def _scrub(self, value: Any) -> Any:
@@ -932,37 +947,66 @@ class Driver:
 
         return scrub(value, self.known_secrets)
 
+    def _init_blockers(self) -> None:
+        """Count, per task, the upstream tasks it still waits for.
+
+        A task waits for an upstream to be *finished* when it only maps over it (a
+        Mapped parent suffices to expand), else to be *complete* (finished, with every
+        mapped child finished). Only a task whose count reaches zero is handed to
+        ``decide``, so a reducer over 10,000 children is checked once, not 10,000 times.
+        """
+        view = self.view
+        self.needs_complete = []
+        self.blockers = []
+        for node in self.graph.nodes:
+            needs: dict[int, bool] = {}
+            for inp in node.inputs:
+                if inp.upstream >= 0:
+                    full = not inp.mapped or inp.flattened
+                    needs[inp.upstream] = needs.get(inp.upstream, False) or full
+            self.needs_complete.append(needs)
+            waiting = 0
+            for u, full in needs.items():
+                state = view.runs[u].state
+                if not state.is_finished() or isinstance(state, Looped):
+                    waiting += 1
+                elif full and isinstance(state, Mapped) and view.unfinished_children.get(u):
+                    waiting += 1
+            self.blockers.append(waiting)
+
+    def _release(self, node_i: int, *, complete: bool) -> None:
+        """``node_i`` became finished (or complete): queue the tasks that now may run."""
+        if not self.blockers:
+            return
+        blockers = self.blockers
+        for d in self.graph.nodes[node_i].downstream:
+            if self.needs_complete[d][node_i] is complete:
+                blockers[d] -= 1
+                if blockers[d] == 0:
+                    self.candidates[(d, None)] = None
+
     def _after(self, node_i: int, index: int | None, new: State) -> None:
         """Queue the tasks whose inputs this change may have completed."""
-        if not new.is_finished() or isinstance(new, Looped):
+        if not isinstance(new, Finished) or isinstance(new, Looped):
             if isinstance(new, Pending):
                 self.candidates[(node_i, index)] = None
             return
-        graph = self.graph
         view = self.view
-        node = graph.nodes[node_i]
-        cands = self.candidates
         if index is None:
+            self._release(node_i, complete=False)
             if isinstance(new, Mapped):
                 for j in range(new.n_map_states):
-                    cands[(node_i, j)] = None
+                    self.candidates[(node_i, j)] = None
                 if new.n_map_states:
-                    for d in node.downstream:
-                        cands[(d, None)] = None
                     return
-            for d in node.downstream:
-                cands[(d, None)] = None
+            self._release(node_i, complete=True)
             return
-        all_done = view.unfinished_children.get(node_i, 0) == 0
-        for d in node.downstream:
-            dn = graph.nodes[d]
-            if dn.mapped and d in view.children:
-                cands[(d, index)] = None
-            if all_done:
-                cands[(d, None)] = None
-                if dn.mapped and d in view.children:
-                    for j in range(len(view.children[d])):
-                        cands[(d, j)] = None
+        nodes = self.graph.nodes
+        for d in nodes[node_i].downstream:
+            if nodes[d].mapped and d in view.children:
+                self.candidates[(d, index)] = None
+        if view.unfinished_children.get(node_i, 0) == 0:
+            self._release(node_i, complete=True)
 
     def _call_task_handlers(self, node_i: int, old: State, new: State) -> State:
         task = self.graph.nodes[node_i].task
