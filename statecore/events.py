@@ -22,8 +22,8 @@ is detected (``statecore verify``). With ``STATECORE_HMAC_KEY`` set the chain is
 
 from __future__ import annotations
 
-from hashlib import blake2b as _blake2b
 from dataclasses import dataclass, field
+from hashlib import blake2b as _blake2b
 from typing import Any
 
 from statecore.errors import CorruptEvent, SchemaVersionError

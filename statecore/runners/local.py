@@ -501,6 +501,7 @@ class Driver:
             lease = self.store.acquire_lease(
                 run_id, owner=_owner(), ttl=r.lease_ttl, now=max(now, held.expires + 1)
             )
+            self.journal.lease = lease
             self._note("takeover", f"took the run over from dead holder {held.owner}", None)
         self.journal.lease = lease
         self.lease_keeper = _LeaseKeeper(self.store, lease, r.lease_ttl, r.lease_renew)
@@ -968,9 +969,7 @@ class Driver:
             waiting = 0
             for u, full in needs.items():
                 state = view.runs[u].state
-                if not state.is_finished() or isinstance(state, Looped):
-                    waiting += 1
-                elif full and isinstance(state, Mapped) and view.unfinished_children.get(u):
+                if not state.is_finished() or isinstance(state, Looped) or (full and isinstance(state, Mapped) and view.unfinished_children.get(u)):
                     waiting += 1
             self.blockers.append(waiting)
 
