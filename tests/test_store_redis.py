@@ -248,6 +248,25 @@ def test_an_unindexed_run_is_indexed_by_its_next_append(redis_store: RedisStore,
     assert [m.head for m in redis_store.list_runs()] == [2]
 
 
+def test_an_append_whose_index_update_fails_still_succeeds(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_send = redis_store._send
+
+    def index_down(queue: Any, *scripts: Any) -> list[Any]:
+        if not scripts:  # the index update is the one pipeline without a script
+            raise redis.ConnectionError("down")
+        return real_send(queue, *scripts)
+
+    monkeypatch.setattr(redis_store, "_send", index_down)
+    assert redis_store.append("r", events("r", 1, 1), expected_seq=0, run_meta=meta("r")) == 1
+    assert "committed but not yet listed" in caplog.text
+    monkeypatch.undo()
+    assert redis_store.list_runs() == []
+    redis_store.append("r", events("r", 2, 1), expected_seq=1, run_meta=meta("r"))
+    assert [m.head for m in redis_store.list_runs()] == [2]
+
+
 def test_a_moved_start_time_moves_the_run_in_the_index(redis_store: RedisStore) -> None:
     redis_store.append("r", [], expected_seq=0, run_meta=meta("r", started=NOW))
     redis_store.append("r", [], expected_seq=0, run_meta=meta("r", started=NOW + 5))

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -97,6 +98,7 @@ from statecore.events import StoredEvent
 __all__ = ["RedisStore", "run_tag"]
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 
 _READABLE_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
@@ -746,7 +748,12 @@ class RedisStore(Store):
             pipe.zadd(self._index_key, {member: 0})
             pipe.hset(meta_key, "indexed", started)
 
-        self._run(f"index run {run_id!r}", lambda: self._send(queue))
+        try:
+            self._run(f"index run {run_id!r}", lambda: self._send(queue))
+        except StoreUnavailable as exc:
+            # The events are committed; failing the append now would invite a retry that
+            # can only conflict. The run's next append with metadata indexes it again.
+            _log.warning("run %r is committed but not yet listed: %s", run_id, exc)
 
     def _check_waits(self, run_id: str, head: int, reply: Any) -> None:
         local, replicas = (int(n) for n in reply) if self.wait_aof else (1, int(reply))
