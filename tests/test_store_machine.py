@@ -6,6 +6,7 @@ each generated example and returns a new, empty store.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,3 +55,12 @@ def test_the_machine_catches_a_store_that_disagrees(
             store_state_machine(lambda: [MemoryStore(), ForgetfulStore()]),
             settings=settings(max_examples=200, deadline=None, database=None),
         )
+
+
+def test_without_hypothesis_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("hypothesis", "hypothesis.stateful", "hypothesis.strategies"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=r"pip install 'statecore\[testing\]'"):
+        store_state_machine(list)
