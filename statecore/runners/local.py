@@ -444,6 +444,7 @@ class Driver:
         self.pool: ThreadPoolExecutor | None = None
         self.values: dict[Entity, Any] = {}
         self.cancelled = False
+        self.took_over_from: str | None = None
         self._next_cancel_check = 0.0
         self.blockers: list[int] = []
         self.needs_complete: list[dict[int, bool]] = []
@@ -467,6 +468,13 @@ class Driver:
                     self._begin(start, initial or {}, reuse or {})
                 else:
                     self._resume_prelude(approve, code or {})
+                if self.took_over_from is not None:
+                    self._note(
+                        "takeover",
+                        f"took the run over from {self.took_over_from}, a process of this "
+                        "host that is gone",
+                        {"previous_owner": self.took_over_from},
+                    )
                 self._load_cache()
                 self._init_blockers()
                 for node_i, waiting in enumerate(self.blockers):
@@ -501,8 +509,7 @@ class Driver:
             lease = self.store.acquire_lease(
                 run_id, owner=_owner(), ttl=r.lease_ttl, now=max(now, held.expires + 1)
             )
-            self.journal.lease = lease
-            self._note("takeover", f"took the run over from dead holder {held.owner}", None)
+            self.took_over_from = held.owner
         self.journal.lease = lease
         self.lease_keeper = _LeaseKeeper(self.store, lease, r.lease_ttl, r.lease_renew)
 
