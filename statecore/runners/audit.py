@@ -19,7 +19,7 @@ Exporting
     ``run_id``      the run's id
     ``seq``         sequence number in the run's stream, from 1
     ``ts``          UTC time in integer nanoseconds
-    ``ts_iso``      the same time as ISO 8601 UTC with microseconds
+    ``ts_iso``      the same time as ISO 8601 UTC, to the nanosecond
     ``epoch``       the lease epoch (fencing token) of the writer; 0 without lease
     ``kind``        ``run``, ``state``, ``log`` or ``note``
     ``prev_hash``   hex of the previous event's chain hash (``""`` for the first)
@@ -157,8 +157,15 @@ def verify_chain(
 
 
 def iso_time(ts: int) -> str:
-    """UTC nanoseconds as ISO 8601 with microseconds, e.g. ``2024-05-01T12:00:00.000001Z``."""
-    return datetime.fromtimestamp(ts / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC nanoseconds as ISO 8601 with all nine fraction digits (exact, no rounding).
+
+    Example:
+        >>> iso_time(1_700_000_000_123_456_789)
+        '2023-11-14T22:13:20.123456789Z'
+    """
+    seconds, nanos = divmod(ts, 1_000_000_000)
+    whole = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{nanos:09d}Z"
 
 
 def json_safe(value: Any) -> Any:

@@ -224,6 +224,8 @@ _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 def parse_time(text: str, *, now: datetime | None = None) -> int:
     """A time option as UTC ns: ISO 8601 (naive means UTC) or an age such as ``7d``.
 
+    Times beyond what 64-bit nanoseconds hold (after 2262) are clamped to the limit.
+
     Raises:
         click.BadParameter: neither form.
 
@@ -249,7 +251,9 @@ def parse_time(text: str, *, now: datetime | None = None) -> int:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
     delta = when - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    # Stores keep times as signed 64-bit nanoseconds (1677 to 2262): clamp to that range.
+    return max(-(2**63), min(ns, 2**63 - 1))
 
 
 def parse_parameters(pairs: Sequence[str]) -> dict[str, Any]:
@@ -694,7 +698,7 @@ def runs(
                 meta.run_id,
                 meta.flow_name,
                 _styled(meta.state),
-                iso_time(meta.started)[:-5].replace("T", " "),
+                iso_time(meta.started)[:19].replace("T", " "),
                 duration,
                 str(meta.head),
                 meta.parent_run or "",
@@ -840,8 +844,9 @@ def graph(flow_ref: str, fmt: str, run_id: str | None, store_url: str | None) ->
     click.echo(render(flow.name, record, states))
 
 
-def _dot_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _dot_str(*lines: str) -> str:
+    escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
+    return '"' + "\\n".join(escaped) + '"'
 
 
 def _dot(name: str, record: dict[str, Any], states: dict[str, str]) -> str:
@@ -852,7 +857,7 @@ def _dot(name: str, record: dict[str, Any], states: dict[str, str]) -> str:
         '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];',
     ]
     for t in record["tasks"]:
-        attrs = [f"label={_dot_str(t['name'] + chr(10) + t['key'])}"]
+        attrs = [f"label={_dot_str(t['name'], t['key'])}"]
         if t.get("kind") == "parameter":
             attrs.append("shape=ellipse")
         if t.get("mapped"):
