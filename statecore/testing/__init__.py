@@ -10,5 +10,6 @@ This package is test tooling, so unlike the core it may start threads and touch 
 from __future__ import annotations
 
 from statecore.testing.stores import StoreContractTests, store_state_machine
+from statecore.testing.strategies import flows, states, upstream_states
 
-__all__ = ["StoreContractTests", "store_state_machine"]
+__all__ = ["StoreContractTests", "flows", "states", "store_state_machine", "upstream_states"]
