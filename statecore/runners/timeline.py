@@ -278,7 +278,7 @@ dl.meta dd { margin: 0; }
   color: #5f6368; }
 .axis span { position: absolute; transform: translateX(-50%); }
 .axis span:first-child { transform: none; }
-table.logs { border-collapse: collapse; font-size: 12px; width: 100%; }
+table.logs { border-collapse: collapse; font-size: 12px; }
 table.logs td, table.logs th { text-align: left; padding: 2px 8px;
   border-bottom: 1px solid #f1f3f4; vertical-align: top; }
 table.logs td.msg { font-family: ui-monospace, monospace; white-space: pre-wrap; }
@@ -397,6 +397,8 @@ def html_page(view: RunView) -> str:
         left = (bar.start - t0) / span * 100
         classes = "row child" if bar.index is not None else "row"
         what = "never ran" if bar.marker else f"#{bar.attempt}"
+        if bar.loops:
+            what += f" · {bar.loops} loops"
         add(
             f'<div class="{classes}"><div class="label" title="{_attr(bar.label)}">'
             f'{html.escape(bar.label)} <small>{what}</small></div><div class="lane">'
