@@ -313,13 +313,14 @@ def test_rerun_python_api(counter: Path, db: Path) -> None:
     flow = load_flow(ref("chain"))
     with SQLiteStore(db) as store:
         first = flow.run(parameters={"n": 3}, store=store)
+        assert first.run_id is not None
         counter.write_text("")
         state = rerun(first.run_id, flow, "transform", store=store)
         assert state.is_successful()
-        assert state.run_id != first.run_id
+        assert state.run_id is not None and state.run_id != first.run_id
         assert state.result["load_rows"].result == "loaded [0, 10, 20]"
-        assert replay(store, state.run_id).parent_run == first.run_id
-        assert replay(store, state.run_id).parameters == {"n": 3}
+        view = replay(store, state.run_id)
+        assert view.parent_run == first.run_id and view.parameters == {"n": 3}
     assert ran(counter) == ["transform", "load_rows"]
 
 
@@ -429,3 +430,44 @@ def test_python_m_statecore(counter: Path, db: Path) -> None:
     assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
     with open_store(store_url(db)) as store:
         assert store.head("sub") > 0
+
+
+GATE_V1 = """
+from statecore import Flow, task, triggers
+
+@task
+def prepare():
+    return 41
+
+@task(trigger=triggers.manual_only)
+def approve(x):
+    return x + 1
+
+with Flow("gate-file") as flow:
+    approve(prepare())
+"""
+
+
+def test_resume_refuses_a_changed_structure_and_notes_changed_code(
+    counter: Path, db: Path, tmp_path: Path
+) -> None:
+    v1 = tmp_path / "v1.py"
+    v1.write_text(GATE_V1)
+    assert invoke(db, "run", f"{v1}:flow", "--run-id", "g").exit_code == 3
+    before = heads(db)
+
+    v2 = tmp_path / "v2.py"
+    v2.write_text(GATE_V1 + "    prepare()\n")
+    refused = invoke(db, "resume", "g", "--flow", f"{v2}:flow", "--approve", "approve")
+    assert refused.exit_code == 2, refused.output
+    assert "changed since run 'g' started" in refused.output
+    assert "prepare-2" in refused.output and "--allow-changed" in refused.output
+    assert heads(db) == before
+
+    v3 = tmp_path / "v3.py"
+    v3.write_text(GATE_V1.replace("return x + 1", "return x + 2"))
+    done = invoke(db, "resume", "g", "--flow", f"{v3}:flow", "--approve", "approve")
+    assert done.exit_code == 0, done.output
+    shown = invoke(db, "show", "g")
+    assert "[code-changed]" in shown.output and "approve-1" in shown.output
+    assert "note:code-changed" in invoke(db, "logs", "g").output

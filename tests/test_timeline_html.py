@@ -211,6 +211,7 @@ def test_text_in_the_log_is_escaped(tmp_path: Path) -> None:
         shout()
     store = MemoryStore()
     state = flow.run(store=store)
+    assert state.run_id is not None
     page = html_page(replay(store, state.run_id))
     assert "<script>alert" not in page
     assert "&lt;script&gt;alert" in page

@@ -66,6 +66,7 @@ from statecore.errors import (
     LeaseHeld,
     LeaseLost,
     RunNotFound,
+    StatecoreError,
     StoreUnavailable,
     UnknownState,
 )
@@ -120,6 +121,8 @@ def _translate_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
             UnknownState,
         ) as exc:
             raise CLIError(str(exc), EXIT_USAGE) from exc
+        except StatecoreError as exc:  # any other refusal of what was asked
+            raise CLIError(str(exc), EXIT_USAGE) from exc
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__
@@ -138,7 +141,8 @@ def _store_option(fn: Callable[_P, _R]) -> Callable[_P, _R]:
 
 def _console() -> Console:
     # Piped output is not cut to 80 columns: run ids and messages stay whole for grep.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    # No markup: task names, messages and notes are user text ("name[0]", "[code-changed]").
+    return Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 # -- stores and runs --------------------------------------------------------------------
@@ -420,6 +424,19 @@ def _outcome(console: Console, view: RunView, flow_ref: str | None) -> None:
     console.print(f"details: statecore show {view.run_id}", style="dim")
 
 
+@contextmanager
+def _interruptible(console: Console, run_id: str, flow_ref: str) -> Iterator[None]:
+    """Ctrl-C while tasks run: the run stays resumable; say how, exit 3."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted; run {run_id} is not finished; continue with: "
+            f"statecore resume {run_id} --flow {flow_ref}"
+        )
+        sys.exit(EXIT_UNFINISHED)
+
+
 # -- progress ---------------------------------------------------------------------------
 
 
@@ -519,14 +536,8 @@ def run(flow_ref: str, params: tuple[str, ...], run_id: str | None, store_url: s
         run_id = run_id or uuid.uuid4().hex
         existed = store.head(run_id) > 0
         try:
-            with _Progress(store, run_id):
+            with _interruptible(console, run_id, flow_ref), _Progress(store, run_id):
                 state = run_flow(flow, parameters=values, store=store, run_id=run_id)
-        except KeyboardInterrupt:
-            console.print(
-                f"interrupted; run {run_id} is not finished: "
-                f"statecore resume {run_id} --flow {flow_ref}"
-            )
-            sys.exit(EXIT_UNFINISHED)
         except ValueError as exc:  # another flow's or other parameters' run id
             raise CLIError(str(exc)) from exc
         if existed:
@@ -586,7 +597,7 @@ def resume_command(
                 )
         if view.finished():
             console.print(f"run {run_id} already finished; nothing ran")
-        with _Progress(store, run_id):
+        with _interruptible(console, run_id, flow_ref), _Progress(store, run_id):
             state = resume(
                 run_id,
                 flow,
@@ -641,7 +652,7 @@ def rerun_command(
         new_run_id = new_run_id or uuid.uuid4().hex
         if store.head(new_run_id) > 0:
             raise CLIError(f"--run-id {new_run_id!r} is already taken in store {store.url}")
-        with _Progress(store, new_run_id):
+        with _interruptible(console, new_run_id, flow_ref), _Progress(store, new_run_id):
             state = rerun_flow(
                 run_id,
                 flow,

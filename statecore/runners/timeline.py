@@ -210,7 +210,7 @@ def gantt(view: RunView, *, width: int = 40) -> RenderableType:
     t0, t1 = time_span(view)
     span = max(t1 - t0, 1)
     table = Table(
-        title=f"{view.flow_name} · run {view.run_id} · {view.flow_state.name}",
+        title=Text(f"{view.flow_name} · run {view.run_id} · {view.flow_state.name}"),
         caption=f"{_seconds(t1 - t0)} from {iso_time(t0)}; one row per attempt, ◆ = never ran",
         expand=False,
     )
@@ -234,7 +234,7 @@ def gantt(view: RunView, *, width: int = 40) -> RenderableType:
             line.append("█" * cells, style=colour)
             duration = _seconds(end - bar.start) + ("…" if bar.end is None else "")
         table.add_row(
-            bar.label,
+            Text(bar.label),
             "" if bar.marker else str(bar.attempt),
             Text(bar.state, style=colour),
             "+" + _seconds(bar.start - t0),

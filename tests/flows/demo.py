@@ -138,7 +138,7 @@ def summary(xs: list[Any]) -> int:
 @task
 def looper() -> int:
     _ran("looper")
-    count = context.get("task_loop_count", 1)
+    count = int(context.get("task_loop_count", 1))
     if count < 3:
         raise signals.LOOP(f"loop {count}", result=count)
     return count
