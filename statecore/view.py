@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statecore import machine
-from statecore.errors import CorruptEvent, IllegalTransition
+from statecore.errors import CorruptEvent, IllegalTransition, UnknownState
 from statecore.events import (
     KIND_STATE,
     SCHEMA_VERSION,
@@ -27,6 +27,7 @@ from statecore.graph import resolve_task_ref
 from statecore.serialization import unpackb
 from statecore.states import (
     NOT_PERSISTED,
+    STATE_CLASSES,
     Cached,
     Cancelled,
     Failed,
@@ -48,6 +49,10 @@ from statecore.states import (
 __all__ = ["RunView", "TaskRun", "TaskStates", "TimelineEntry", "fold", "state_from_change"]
 
 NOT_RUN = "Task not run."
+_TASK_TABLE = machine.TASK_TRANSITIONS
+_CHANGE_FIELDS = (
+    "task", "index", "prev", "new", "attempt", "message", "result", "result_stored", "extra"
+)
 
 
 class TaskRun:
@@ -79,28 +84,38 @@ class TimelineEntry:
     message: str | None
 
 
-def state_from_change(change: StateChanged) -> State:
-    """Rebuild the State a :class:`StateChanged` event records."""
-    cls = state_class(change.new)
-    result = change.result if change.result_stored else NOT_PERSISTED
-    extra = change.extra or {}
+def build_state(
+    name: str, message: str | None, result: Any, extra: dict[str, Any] | None
+) -> State:
+    """The State an event records, from its class name, message, result and extras."""
+    plain = _PLAIN_BY_NAME.get(name)
+    if plain is not None:
+        return plain(message, result)
+    cls = state_class(name)
+    extra = extra or {}
     if issubclass(cls, Retrying):
-        return cls(change.message, result, extra.get("start_time"), extra.get("run_count", 1))
+        return cls(message, result, extra.get("start_time"), extra.get("run_count", 1))
     if issubclass(cls, Scheduled):
-        return cls(change.message, result, extra.get("start_time"))
+        return cls(message, result, extra.get("start_time"))
     if cls is Looped:
-        return Looped(change.message, result, extra.get("loop_count", 1))
+        return Looped(message, result, extra.get("loop_count", 1))
     if cls is Mapped:
-        return Mapped(change.message, None, n_map_states=extra.get("n_map_states", 0))
+        return Mapped(message, None, n_map_states=extra.get("n_map_states", 0))
     if cls is Cached:
         return Cached(
-            change.message,
+            message,
             result,
             extra.get("cached_inputs"),
             extra.get("cached_parameters"),
             extra.get("cached_result_expiration"),
         )
-    return cls(change.message, result)
+    return cls(message, result)
+
+
+def state_from_change(change: StateChanged) -> State:
+    """Rebuild the State a :class:`StateChanged` event records."""
+    result = change.result if change.result_stored else NOT_PERSISTED
+    return build_state(change.new, change.message, result, change.extra)
 
 
 def state_extra(state: State) -> dict[str, Any] | None:
@@ -128,6 +143,8 @@ def state_extra(state: State) -> dict[str, Any] | None:
 _PLAIN = frozenset(
     {Pending, Running, Success, Failed, Skipped, TriggerFailed, TimedOut, Cancelled}
 )
+_PLAIN_BY_NAME: dict[str, type[State]] = {cls.__name__: cls for cls in _PLAIN}
+_ENDS = frozenset(cls for cls in STATE_CLASSES.values() if issubclass(cls, Finished)) - {Looped}
 
 
 class RunView:
@@ -162,7 +179,7 @@ class RunView:
         self.last_event: StoredEvent | None = None
         self.started: int | None = None
         self.ended: int | None = None
-        self.entries: list[TimelineEntry] = []
+        self._entries: list[tuple[Any, ...]] = []
         self.logs: list[tuple[int, LogRecord]] = []
         self.notes: list[tuple[int, Note]] = []
         self.problems: list[str] = []
@@ -192,66 +209,53 @@ class RunView:
         seq: int = 0,
         prev: str | None = None,
     ) -> None:
-        """Fold one state change (from the log, or from the live runner)."""
+        """Fold one state change (from the log, or from the live runner).
+
+        ``prev`` is the previous state the event names; when given (a log), the change
+        is checked against the view and the machine's table, and problems are flagged.
+        """
+        kind = type(state)
+        new = kind.__name__
         if node is None:
-            old = self.flow_state.name
-            if prev is not None and not machine.is_legal(old, state.name, flow=True):
-                self._flag(IllegalTransition(self.run_id, None, old, state.name))
+            old = type(self.flow_state).__name__
+            if prev is not None and not machine.is_legal(old, new, flow=True):
+                self._flag(IllegalTransition(self.run_id, None, old, new))
             self.flow_state = state
-            if state.is_finished():
+            if kind in _ENDS:
                 self.ended = ts
-            self.entries.append(
-                TimelineEntry(seq, ts, None, None, old, state.name, attempt, state.message)
-            )
+            if self.track:
+                self._entries.append((seq, ts, None, None, old, new, attempt, state.message))
             return
         run = self.runs[node] if index is None else self.children[node][index]
-        old_state = run.state
-        old = old_state.name
+        old = type(run.state).__name__
         if prev is not None:
             if prev != old:
                 self.problems.append(
                     f"event {seq}: task {self._label(node, index)} was {old}, event says {prev}"
                 )
-            if state.name not in machine.TASK_TRANSITIONS.get(old, ()):
-                self._flag(
-                    IllegalTransition(self.run_id, self._label(node, index), old, state.name)
-                )
+            if new not in _TASK_TABLE.get(old, ()):
+                self._flag(IllegalTransition(self.run_id, self._label(node, index), old, new))
         run.state = state
-        kind = type(state)
         if kind is Running:
             if run.started is None:
                 run.started = ts
             run.attempt = attempt
             run.interrupted = False
-        elif kind is Looped:
-            assert isinstance(state, Looped)
-            run.loop_count = state.loop_count
-            run.loop_result = state.result
-        elif kind is Pending and old in ("Running", "Looped"):
-            run.interrupted = True
-        if isinstance(state, Finished) and kind is not Looped:
+        elif kind in _ENDS:
             run.ended = ts
             if index is not None:
                 self.unfinished_children[node] -= 1
-            if kind is Mapped and index is None:
-                assert isinstance(state, Mapped)
-                n = state.n_map_states
+            elif kind is Mapped:
+                n = state.n_map_states  # type: ignore[attr-defined]
                 self.children[node] = [TaskRun() for _ in range(n)]
                 self.unfinished_children[node] = n
-        if not self.track:
-            return
-        self.entries.append(
-            TimelineEntry(
-                seq,
-                ts,
-                self.keys[node] if node < len(self.keys) else str(node),
-                index,
-                old,
-                state.name,
-                attempt,
-                state.message,
-            )
-        )
+        elif kind is Looped:
+            run.loop_count = state.loop_count  # type: ignore[attr-defined]
+            run.loop_result = state.result
+        elif kind is Pending and old in ("Running", "Looped"):
+            run.interrupted = True
+        if self.track:
+            self._entries.append((seq, ts, node, index, old, new, attempt, state.message))
 
     def _label(self, node: int, index: int | None) -> str:
         key = self.keys[node] if node < len(self.keys) else str(node)
@@ -262,50 +266,83 @@ class RunView:
 
     def apply(self, event: StoredEvent) -> None:
         """Fold one stored event."""
-        if event.seq != self.head + 1:
-            raise CorruptEvent(
-                f"run {self.run_id!r}: event {event.seq} follows {self.head}; the log has a gap"
-            )
-        kind = event.kind
-        if kind == KIND_STATE:
-            items = _unpack(event)
-            if len(items) != 10 or items[0] != SCHEMA_VERSION:
-                change = decode_body(event)
-                assert isinstance(change, StateChanged)
-            else:
-                change = StateChanged(*items[1:])
-            state = state_from_change(change)
-            if change.task is None:
-                node = None
-            else:
-                found = self.by_key.get(change.task)
-                if found is None:
+        self.apply_many((event,))
+
+    def apply_many(self, events: Iterable[StoredEvent]) -> None:
+        """Fold events in order: the replay loop, kept tight because audits fold big logs.
+
+        Raises:
+            CorruptEvent: a gap, an undecodable event, an unknown task or state name.
+        """
+        unpack = unpackb
+        plain = _PLAIN_BY_NAME
+        by_key = self.by_key
+        children = self.children
+        apply_state = self.apply_state
+        head = self.head
+        event: StoredEvent | None = None
+        for event in events:
+            seq = event.seq
+            if seq != head + 1:
+                raise CorruptEvent(
+                    f"run {self.run_id!r}: event {seq} follows {head}; the log has a gap"
+                )
+            head = seq
+            if event.kind == KIND_STATE:
+                try:
+                    items = unpack(event.payload)
+                except Exception as exc:
                     raise CorruptEvent(
-                        f"run {self.run_id!r}, event {event.seq}: unknown task {change.task!r}"
-                    )
-                node = found
-                if change.index is not None and (
-                    node not in self.children or change.index >= len(self.children[node])
-                ):
-                    raise CorruptEvent(
-                        f"run {self.run_id!r}, event {event.seq}: {change.task}[{change.index}]"
-                        " is not a child of a mapped task"
-                    )
-            self.apply_state(
-                node, change.index, state, change.attempt, event.ts, event.seq, change.prev
-            )
-        else:
-            body = decode_body(event)
-            if isinstance(body, RunStarted):
-                if event.seq != 1:
-                    raise CorruptEvent(f"run {self.run_id!r}: a second run event at {event.seq}")
-                self.start(body, event.ts)
-            elif isinstance(body, LogRecord):
-                self.logs.append((event.ts, body))
-            elif isinstance(body, Note):
-                self.notes.append((event.ts, body))
-        self.head = event.seq
-        self.last_event = event
+                        f"run {self.run_id!r}, event {seq}: payload cannot be decoded ({exc})"
+                    ) from exc
+                if type(items) is not list or len(items) != 10 or items[0] != SCHEMA_VERSION:
+                    change = decode_body(event)
+                    assert isinstance(change, StateChanged)
+                    items = [SCHEMA_VERSION, *(getattr(change, f) for f in _CHANGE_FIELDS)]
+                _, task, index, prev, new, attempt, message, result, stored, extra = items
+                if not stored:
+                    result = NOT_PERSISTED
+                cls = plain.get(new)
+                if cls is not None:
+                    state = cls(message, result)
+                else:
+                    try:
+                        state = build_state(new, message, result, extra)
+                    except UnknownState as exc:
+                        raise CorruptEvent(f"run {self.run_id!r}, event {seq}: {exc}") from None
+                if task is None:
+                    node = None
+                else:
+                    node = by_key.get(task)
+                    if node is None:
+                        raise CorruptEvent(
+                            f"run {self.run_id!r}, event {seq}: unknown task {task!r}"
+                        )
+                    if index is not None and not (
+                        node in children and 0 <= index < len(children[node])
+                    ):
+                        raise CorruptEvent(
+                            f"run {self.run_id!r}, event {seq}: {task}[{index}]"
+                            " is not a child of a mapped task"
+                        )
+                apply_state(node, index, state, attempt, event.ts, seq, prev)
+            else:
+                self._apply_other(event)
+                by_key = self.by_key
+            self.head = head
+        if event is not None:
+            self.last_event = event
+
+    def _apply_other(self, event: StoredEvent) -> None:
+        body = decode_body(event)
+        if isinstance(body, RunStarted):
+            if event.seq != 1:
+                raise CorruptEvent(f"run {self.run_id!r}: a second run event at {event.seq}")
+            self.start(body, event.ts)
+        elif isinstance(body, LogRecord):
+            self.logs.append((event.ts, body))
+        elif isinstance(body, Note):
+            self.notes.append((event.ts, body))
 
     def advance(self, event: StoredEvent) -> None:
         """Record that ``event`` (already folded through :meth:`apply_state`) is the head."""
@@ -329,7 +366,16 @@ class RunView:
 
     def timeline(self) -> list[TimelineEntry]:
         """Every state change in log order (data, not drawing)."""
-        return list(self.entries)
+        keys = self.keys
+        return [
+            TimelineEntry(seq, ts, None if n is None else keys[n], i, old, new, attempt, message)
+            for seq, ts, n, i, old, new, attempt, message in self._entries
+        ]
+
+    @property
+    def entries(self) -> list[TimelineEntry]:
+        """Every state change in log order (the same as :meth:`timeline`)."""
+        return self.timeline()
 
     def finished(self) -> bool:
         """True when the flow's state is finished."""
@@ -385,11 +431,8 @@ def fold(events: Iterable[StoredEvent], *, run_id: str | None = None) -> RunView
     Raises:
         CorruptEvent: an undecodable event, a gap, or an event naming an unknown task.
     """
-    view: RunView | None = None
-    for event in events:
-        if view is None:
-            view = RunView(run_id or event.run_id)
-        view.apply(event)
-    if view is None:
-        view = RunView(run_id or "")
+    events = list(events)
+    view = RunView(run_id or (events[0].run_id if events else ""))
+    view.apply_many(events)
     return view
+
