@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import subprocess
 import threading
@@ -55,14 +56,12 @@ def wait_for_expiry(store: Store, run_id: str) -> None:
 
 def assert_chain(events: list[StoredEvent]) -> None:
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    for previous, event in zip(events, events[1:], strict=False):
+    for previous, event in itertools.pairwise(events):
         assert event.prev_hash == chain_hash(previous), event.seq
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
@@ -83,9 +82,7 @@ def store(
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def shared_store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[Store, str]]:
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, str]]:
     """A store another process can open too, with its URL."""
     if request.param == "sqlite":
         path = tmp_path / "runs.db"
@@ -149,8 +146,9 @@ def test_live_holder_refuses_a_second_driver_then_dies_and_is_taken_over_at_once
 
         # the holder keeps its lease alive: it renews, and is still refused to others
         wait_until(
-            lambda: (lease := store.get_lease(run_id)) is not None
-            and lease.expires > holder.expires,
+            lambda: (
+                (lease := store.get_lease(run_id)) is not None and lease.expires > holder.expires
+            ),
             "a renewal",
         )
         with pytest.raises(LeaseHeld):
@@ -255,9 +253,7 @@ def test_holder_on_another_host_blocks_until_its_lease_expires(store: Store) -> 
     assert current is not None and (current.owner, current.epoch) == ("otherhost:1:x", remote.epoch)
 
     wait_for_expiry(store, "remote")
-    state = resume(
-        "remote", gate_flow, store=store, approve=[GATED], runner=LocalRunner(**FAST)
-    )
+    state = resume("remote", gate_flow, store=store, approve=[GATED], runner=LocalRunner(**FAST))
     assert state.is_successful()
     assert state.result[GATED].result == 2
     view = replay(store, "remote")

@@ -14,6 +14,7 @@ here, so a ``chmod`` of the file or directory would not stop SQLite; the lock do
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -96,7 +97,7 @@ def wait_until(predicate: Callable[[], bool], what: str, limit: float = 30.0) ->
 
 def assert_chain(events: list[StoredEvent]) -> None:
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
-    for previous, event in zip(events, events[1:], strict=False):
+    for previous, event in itertools.pairwise(events):
         assert event.prev_hash == chain_hash(previous), event.seq
 
 
