@@ -564,8 +564,11 @@ class SQLiteStore(Store):
             if found is None or found[0] != lease.epoch:
                 raise LeaseLost(f"run {lease.run_id!r}: lease epoch {lease.epoch} was taken over")
             renewed = replace(lease, expires=now + int(ttl * _NS_PER_S))
+            # The row becomes the renewed lease as a whole, owner included, as in every
+            # store: epochs restart after a prune, so the epoch alone may have changed hands.
             conn.execute(
-                "UPDATE leases SET expires = ? WHERE run_id = ?", (renewed.expires, lease.run_id)
+                "UPDATE leases SET owner = ?, expires = ? WHERE run_id = ?",
+                (renewed.owner, renewed.expires, lease.run_id),
             )
         return renewed
 
