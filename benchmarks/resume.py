@@ -15,6 +15,7 @@ run; DBOS took about 1.1 s from restart to its first resumed step on this machin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -23,8 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-import contextlib
 
 from benchmarks.workloads import StoreFactory  # noqa: E402
 from statecore import Flow, context, task  # noqa: E402
