@@ -263,3 +263,15 @@ def test_flow_references(tmp_path: Path) -> None:
         load_flow(f"{text}:flow")
     with pytest.raises(FlowLoadError, match="flows in it: "):
         load_flow(f"{FLOWS}:nope")
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["statecore.runners.audit", "statecore.runners.cli", "statecore.runners.loading"],
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0

@@ -34,6 +34,7 @@ Bad input is refused before anything is written to the store.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -60,15 +61,10 @@ from statecore.backends.base import Store
 from statecore.errors import (
     ConcurrencyError,
     CorruptEvent,
-    FlowChanged,
-    IllegalTransition,
-    InvalidStoreURL,
     LeaseHeld,
     LeaseLost,
-    RunNotFound,
     StatecoreError,
     StoreUnavailable,
-    UnknownState,
 )
 from statecore.flow import Flow
 from statecore.graph import Graph
@@ -81,7 +77,17 @@ from statecore.runners.timeline import STATE_COLOURS, gantt, html_page
 from statecore.states import Mapped, State, state_class
 from statecore.view import RunView, TaskRun, fold
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNAVAILABLE", "EXIT_UNFINISHED", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_UNFINISHED",
+    "EXIT_USAGE",
+    "cli",
+    "main",
+    "parse_parameters",
+    "parse_time",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -104,28 +110,17 @@ class CLIError(click.ClickException):
 def _translate_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn statecore's errors into messages with the documented exit status."""
 
+    @functools.wraps(fn)
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return fn(*args, **kwargs)
         except (StoreUnavailable, LeaseHeld, LeaseLost, ConcurrencyError) as exc:
             raise CLIError(str(exc), EXIT_UNAVAILABLE) from exc
-        except ImportError as exc:
+        except ImportError as exc:  # a store URL whose extra is not installed
             raise CLIError(f"the store cannot be opened: {exc}", EXIT_UNAVAILABLE) from exc
-        except (
-            FlowLoadError,
-            RunNotFound,
-            FlowChanged,
-            CorruptEvent,
-            IllegalTransition,
-            InvalidStoreURL,
-            UnknownState,
-        ) as exc:
-            raise CLIError(str(exc), EXIT_USAGE) from exc
-        except StatecoreError as exc:  # any other refusal of what was asked
+        except StatecoreError as exc:  # unknown run, corrupt log, changed flow, bad URL, ...
             raise CLIError(str(exc), EXIT_USAGE) from exc
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
     return wrapper
 
 
