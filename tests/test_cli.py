@@ -497,11 +497,6 @@ def test_commands_on_a_redis_store(
     assert missing.exit_code == 2 and f"prefix={prefix}" in missing.output
 
 
-@pytest.mark.xfail(
-    reason="needs the driver to honour store.cancel_requested: when resuming a run whose "
-    "cancel was requested, end unstarted tasks and the flow Cancelled without running them",
-    strict=False,
-)
 def test_a_cancelled_run_is_cancelled_when_resumed(counter: Path, db: Path) -> None:
     assert invoke(db, "run", ref("paused"), "--run-id", "c").exit_code == 3
     assert invoke(db, "cancel", "c").exit_code == 0
@@ -512,3 +507,34 @@ def test_a_cancelled_run_is_cancelled_when_resumed(counter: Path, db: Path) -> N
     assert view.flow_state.name == "Cancelled"
     assert view.task_states["ship"].name == "Cancelled"
     assert ran(counter) == ["prepare"]
+
+
+def test_cancel_stops_a_live_run(counter: Path, db: Path) -> None:
+    env = {**os.environ, "STATECORE_STORE": store_url(db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "statecore", "run", ref("slow"), "--run-id", "live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "step" not in ran(counter) or not heads(db).get("live"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.02)
+        result = invoke(db, "cancel", "live")
+        assert result.exit_code == 0
+        assert "its driver" in result.output and "will start no more tasks" in result.output
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, (out, err)
+    assert "flow Cancelled" in out
+    with SQLiteStore(db) as store:
+        view = replay(store, "live")
+    assert view.flow_state.name == "Cancelled"
+    states = [view.state_of(i).name for i in range(len(view.keys))]
+    assert "Cancelled" in states and states.count("Success") < 4
+    assert len(ran(counter)) < 4

@@ -7,6 +7,7 @@ can tell which task bodies ran in which process.
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -215,3 +216,14 @@ def load_rows(xs: list[int]) -> str:
 
 with Flow("chain") as chain:
     load_rows(transform(extract(Parameter("n", default=2))))
+
+
+@task
+def step(x: int) -> int:
+    _ran("step")
+    time.sleep(0.4)
+    return x + 1
+
+
+with Flow("slow") as slow:
+    step(step(step(step(0))))
