@@ -25,7 +25,6 @@ from typing import Any
 from statecore import signals
 from statecore.graph import Graph, Input, Node
 from statecore.states import (
-    NOT_PERSISTED,
     Cached,
     Failed,
     Finished,
@@ -49,10 +48,15 @@ __all__ = [
     "Decision",
     "RunTask",
     "SetState",
+    "all_entities",
     "decide",
+    "entity_run",
     "final_state",
+    "outcome_state",
     "settle",
     "task_inputs",
+    "upstream_states",
+    "with_result",
 ]
 
 SKIP_MESSAGE = (
@@ -215,7 +219,7 @@ def upstream_states(
         if state is None:
             state = view.state_of(up)
             if inp.flattened and not whole_mapped:
-                state = _with_result(state, _flatten(state.result))
+                state = with_result(state, _flatten(state.result))
             shared[up] = state
         if inp.flattened and whole_mapped and inp.mapped:
             # a mapped parent over a flattened mapped upstream: its width is the total
@@ -241,7 +245,7 @@ def _mapped_element(view: RunView, up: int, inp: Input, index: int) -> State | N
         value = result[index]
     except (IndexError, KeyError, TypeError):
         value = None
-    return _with_result(up_state, value)
+    return with_result(up_state, value)
 
 
 def _flat_children(view: RunView, up: int) -> list[State]:
@@ -249,7 +253,7 @@ def _flat_children(view: RunView, up: int) -> list[State]:
     for child in view.children.get(up, ()):
         result = child.state.result
         if isinstance(result, list | tuple):
-            out.extend(_with_result(child.state, r) for r in result)
+            out.extend(with_result(child.state, r) for r in result)
         else:
             out.append(child.state)
     return out
@@ -267,7 +271,8 @@ def _flatten(value: Any) -> Any:
     return value
 
 
-def _with_result(state: State, result: Any) -> State:
+def with_result(state: State, result: Any) -> State:
+    """A copy of ``state`` (same class and fields) carrying ``result``."""
     copy = object.__new__(type(state))
     for cls in type(state).__mro__:
         for slot in getattr(cls, "__slots__", ()):
@@ -443,6 +448,3 @@ def _flat_states(view: RunView, nodes: Iterable[int]) -> list[State]:
 def entity_run(view: RunView, node: int, index: int | None) -> TaskRun:
     """The TaskRun of a task or mapped child."""
     return view.runs[node] if index is None else view.children[node][index]
-
-
-__all__ += ["NOT_PERSISTED", "entity_run", "outcome_state"]

@@ -325,11 +325,6 @@ def test_rerun_python_api(counter: Path, db: Path) -> None:
     assert ran(counter) == ["transform", "load_rows"]
 
 
-@pytest.mark.xfail(
-    reason="needs the runner to start a reused Mapped task's children in their logged "
-    "states (run_flow reuse= with Mapped(map_states=...)); today the children run again",
-    strict=False,
-)
 def test_rerun_reuses_mapped_children(counter: Path, db: Path) -> None:
     assert invoke(db, "run", ref("ok"), "--run-id", "m").exit_code == 0
     counter.write_text("")

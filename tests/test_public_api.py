@@ -113,11 +113,11 @@ BACKENDS = {
     "open_store",
 }
 
-RUNNERS = {"LocalRunner", "replay", "resume"}
+RUNNERS = {"LocalRunner", "replay", "rerun", "resume"}
 
 # Named in API.md ("Running, persistence, replay") but not importable from
 # statecore.runners yet.
-NOT_YET = {"statecore.runners": ["DaskRunner", "rerun"]}
+NOT_YET = {"statecore.runners": ["DaskRunner"]}
 
 
 def test_top_level_names_are_pinned() -> None:

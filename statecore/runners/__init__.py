@@ -1,7 +1,8 @@
-"""The imperative shell: runners, resume, replay, leases and the command line."""
+"""The imperative shell: runners, resume, replay, rerun, leases and the command line."""
 
 from __future__ import annotations
 
 from statecore.runners.local import LocalRunner, replay, resume
+from statecore.runners.rerun import rerun
 
-__all__ = ["LocalRunner", "replay", "resume"]
+__all__ = ["LocalRunner", "replay", "rerun", "resume"]

@@ -1,0 +1,781 @@
+"""The driver: one run's loop of fold -> decide -> execute -> append.
+
+One :class:`Driver` drives one run. It holds the run's lease, keeps the live
+:class:`~statecore.view.RunView` (folding each event it appends, exactly as replay does),
+asks :func:`~statecore.decide.decide` what to do for the tasks whose inputs changed, runs
+task bodies through its runner's executor, turns what happened into states with
+:func:`~statecore.decide.settle`, runs state handlers, and appends the events through the
+:class:`~statecore.runners.journal.Journal`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from statecore import machine, signals
+from statecore.backends.base import RunMeta, Store
+from statecore.decide import (
+    RunTask,
+    all_entities,
+    decide,
+    entity_run,
+    final_state,
+    outcome_state,
+    settle,
+    task_inputs,
+    upstream_states,
+    with_result,
+)
+from statecore.errors import LeaseHeld, LeaseLost, SerializationError, StatecoreError
+from statecore.events import (
+    KIND_STATE,
+    LogRecord,
+    Note,
+    RunStarted,
+    StateChanged,
+    encode_state_change,
+)
+from statecore.graph import Graph
+from statecore.runners.execution import (
+    Attempt,
+    Executor,
+    Interrupt,
+    Outcome,
+    RunLogger,
+    run_attempt,
+)
+from statecore.runners.journal import Journal
+from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
+from statecore.serialization import packb, unpackb
+from statecore.states import (
+    NOT_PERSISTED,
+    Cached,
+    Cancelled,
+    Failed,
+    Finished,
+    Looped,
+    Mapped,
+    Paused,
+    Pending,
+    Resume,
+    Running,
+    State,
+)
+from statecore.view import RunView, TaskStates, state_extra
+
+__all__ = ["Driver", "Runner", "returned_state"]
+
+Entity = tuple[int, int | None]
+_TASK_TABLE = machine.TASK_TRANSITIONS
+
+
+class Runner(Protocol):
+    """What the driver needs of a runner (``LocalRunner``, ``DaskRunner``)."""
+
+    max_workers: int
+    single_pass: bool
+    group_events: int
+    group_delay: float
+    lease_ttl: float
+    lease_renew: float
+    #: run a lone ready task in the driver's thread instead of the executor
+    inline_when_alone: bool
+
+    def make_executor(self, logger: RunLogger, resolve_secret: Callable[[str], Any]) -> Executor:
+        """The executor for this run's task bodies."""
+
+
+def _label(key: str, index: int | None) -> str:
+    return key if index is None else f"{key}[{index}]"
+
+
+def _ready(view: RunView, node: int, complete: bool) -> bool:
+    """Whether ``node`` is finished (and, if ``complete``, every mapped child too)."""
+    state = view.runs[node].state
+    if not state.is_finished() or isinstance(state, Looped):
+        return False
+    return not (complete and isinstance(state, Mapped) and view.unfinished_children.get(node))
+
+
+def returned_state(graph: Graph, view: RunView) -> State:
+    """The flow's state as ``flow.run`` returns it: ``run_id`` and ``result`` set."""
+    state = _copy_state(view.flow_state)
+    state.run_id = view.run_id
+    state.result = TaskStates(view, graph.index_of)
+    return state
+
+
+def _copy_state(state: State) -> State:
+    return with_result(state, state.result)
+
+
+class Driver:
+    """Drives one run to the end (or to a pause) through the one loop."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        store: Store,
+        view: RunView,
+        runner: Runner,
+        *,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.store = store
+        self.view = view
+        view.track = False
+        self.runner = runner
+        self.secrets: dict[str, str] = dict(secrets or {})
+        # every value handed in is known to the run, so it is scrubbed from the first event
+        self.known_secrets: dict[str, str] = {
+            name: value for name, value in self.secrets.items() if isinstance(value, str) and value
+        }
+        self.journal = Journal(
+            store,
+            view.run_id,
+            head=view.head,
+            last_event=view.last_event,
+            max_events=runner.group_events,
+            max_delay=runner.group_delay,
+        )
+        self.candidates: dict[Entity, None] = {}
+        self.waits: list[tuple[int, Entity]] = []
+        self.cache: dict[int, list[Cached]] = {}
+        self.pending_logs: deque[LogRecord] = deque()
+        self.logger = RunLogger(self.pending_logs.append)
+        self.lease_keeper: LeaseKeeper | None = None
+        self.in_flight: dict[Any, list[RunTask]] = {}
+        self.executor: Executor | None = None
+        self.redispatch: list[RunTask] = []
+        self.values: dict[Entity, Any] = {}
+        self.cancelled = False
+        self.took_over_from: str | None = None
+        self._next_cancel_check = 0.0
+        self.blockers: list[int] = []
+        self.needs_complete: list[dict[int, bool]] = []
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def drive(
+        self,
+        *,
+        start: RunStarted | None = None,
+        initial: Mapping[int, State] | None = None,
+        approve: Sequence[int] = (),
+        code: Mapping[str, str] | None = None,
+        reuse: Mapping[int, State] | None = None,
+    ) -> State:
+        """Run until the flow finishes or nothing more can run now; return its state."""
+        self._acquire_lease()
+        try:
+            try:
+                if start is not None:
+                    self._begin(start, initial or {}, reuse or {})
+                else:
+                    self._resume_prelude(approve, code or {})
+                if self.took_over_from is not None:
+                    self._note(
+                        "takeover",
+                        f"took the run over from {self.took_over_from}, a process of this "
+                        "host that is gone",
+                        {"previous_owner": self.took_over_from},
+                    )
+                self._load_cache()
+                self._init_blockers()
+                for node_i, waiting in enumerate(self.blockers):
+                    if waiting:
+                        self.candidates.pop((node_i, None), None)
+                self._loop()
+                self._finish()
+            finally:
+                try:
+                    self._flush_logs()
+                    self.journal.flush()
+                finally:
+                    if self.executor is not None:
+                        self.executor.shutdown()
+                    self._release_lease()
+        except Interrupt as exc:
+            raise exc.original from None
+        return returned_state(self.graph, self.view)
+
+    def _acquire_lease(self) -> None:
+        r = self.runner
+        run_id = self.view.run_id
+        now = now_ns()
+        try:
+            lease = self.store.acquire_lease(run_id, owner=new_owner(), ttl=r.lease_ttl, now=now)
+        except LeaseHeld:
+            held = self.store.get_lease(run_id)
+            if held is None or not holder_is_dead(held.owner):
+                raise
+            # The holder ran on this host and its process is gone: its lease can only
+            # lapse, so take the run over now instead of waiting for the expiry.
+            lease = self.store.acquire_lease(
+                run_id, owner=new_owner(), ttl=r.lease_ttl, now=max(now, held.expires + 1)
+            )
+            self.took_over_from = held.owner
+        self.journal.lease = lease
+        self.lease_keeper = LeaseKeeper(self.store, lease, r.lease_ttl, r.lease_renew)
+
+    def _release_lease(self) -> None:
+        if self.lease_keeper is None:
+            return
+        self.lease_keeper.stop()
+        lease = self.lease_keeper.lease
+        self.lease_keeper = None
+        with contextlib.suppress(StatecoreError):
+            self.store.release_lease(lease)
+
+    def _check_lease(self) -> None:
+        keeper = self.lease_keeper
+        if keeper is not None:
+            if keeper.lost is not None:
+                raise LeaseLost(
+                    f"run {self.view.run_id!r}: this driver lost its lease ({keeper.lost}); "
+                    "another process has taken the run over"
+                )
+            self.journal.lease = keeper.lease
+
+    def _begin(
+        self, start: RunStarted, initial: Mapping[int, State], reuse: Mapping[int, State]
+    ) -> None:
+        ts = now_ns()
+        event = self.journal.add(start, ts)
+        self.view.apply(event)
+        self._flow_transition(Running("Running flow."), ts)
+        for node, state in {**reuse, **initial}.items():
+            self._transition(node, None, state, 0, now_ns(), handlers=False)
+            if isinstance(state, Mapped):
+                # a reused mapped task keeps its children's logged states too
+                for j, child in enumerate(state.map_states[: state.n_map_states]):
+                    if not isinstance(child, Pending):
+                        self._transition(node, j, child, 0, now_ns(), handlers=False)
+        for node in range(len(self.graph.nodes)):
+            self.candidates[(node, None)] = None
+
+    def _resume_prelude(self, approve: Sequence[int], code: Mapping[str, str]) -> None:
+        ts = now_ns()
+        view = self.view
+        changed = [k for k, h in code.items() if view.graph.get("code", {}).get(k) not in (None, h)]
+        if changed:
+            self._note(
+                "code-changed",
+                "task code changed since the run started: " + ", ".join(changed),
+                {"tasks": changed},
+            )
+        if isinstance(view.flow_state, Pending):
+            self._flow_transition(Running("Running flow."), ts)
+        for node_i, index in [(i, None) for i in range(len(view.runs))] + [
+            (i, j) for i, kids in view.children.items() for j in range(len(kids))
+        ]:
+            run = entity_run(view, node_i, index)
+            if isinstance(run.state, Running | Looped):
+                self._transition(
+                    node_i,
+                    index,
+                    Pending(
+                        f"Interrupted: the process running attempt {run.attempt} stopped "
+                        "before it finished"
+                    ),
+                    run.attempt,
+                    now_ns(),
+                    handlers=False,
+                )
+        for node_i in approve:
+            state = view.runs[node_i].state
+            if isinstance(state, Paused):
+                self._transition(node_i, None, Resume("Approved"), 0, now_ns(), handlers=False)
+            for j, child in enumerate(view.children.get(node_i, ())):
+                if isinstance(child.state, Paused):
+                    self._transition(node_i, j, Resume("Approved"), 0, now_ns(), handlers=False)
+        for entity in all_entities(view):
+            self.candidates[entity] = None
+
+    def _load_cache(self) -> None:
+        now = now_ns()
+        for node in self.graph.nodes:
+            if node.cache_for_ns is None:
+                continue
+            found: list[Cached] = []
+            for entry in self.store.cache_get(self._cache_key(node.index), now=now):
+                try:
+                    message, result, inputs, params, expires = unpackb(entry.payload)
+                except Exception:
+                    continue
+                found.append(Cached(message, result, inputs, params, expires))
+            self.cache[node.index] = found
+
+    def _cache_key(self, node: int) -> str:
+        n = self.graph.nodes[node]
+        return n.cache_key or f"{self.graph.flow_name}:{n.key}"
+
+    def _cancel_requested(self) -> bool:
+        if self.cancelled:
+            return True
+        tick = time.monotonic()
+        if tick < self._next_cancel_check:
+            return False
+        self._next_cancel_check = tick + 0.5
+        self.cancelled = self.store.cancel_requested(self.view.run_id, now=now_ns())
+        return self.cancelled
+
+    def _cancel_unstarted(self) -> None:
+        """Cancel every task and mapped child that has not started."""
+        self.candidates.clear()
+        self.waits.clear()
+        for node_i, index in all_entities(self.view):
+            run = entity_run(self.view, node_i, index)
+            if isinstance(run.state, Pending):
+                self._transition(
+                    node_i, index, Cancelled("Cancelled: the run was cancelled"), 0, now_ns()
+                )
+        self.candidates.clear()
+
+    def _loop(self) -> None:
+        view = self.view
+        graph = self.graph
+        retry_now = not self.runner.single_pass
+        while True:
+            self._check_lease()
+            if self._cancel_requested():
+                while self.in_flight:
+                    self._collect()
+                self._cancel_unstarted()
+                return
+            if self.candidates:
+                batch = list(self.candidates)
+                self.candidates.clear()
+                now = now_ns()
+                decision = decide(graph, view, now, batch, cache=self.cache, retry_now=retry_now)
+                for action in decision.set_states:
+                    self._transition(action.node, action.index, action.state, 0, now)
+                for wake in decision.wake:
+                    heapq.heappush(self.waits, wake)
+                if decision.run:
+                    self._start(decision.run)
+                if self.candidates:
+                    continue
+            if self.redispatch:
+                runs, self.redispatch = self.redispatch, []
+                self._dispatch(runs)
+                continue
+            if self.in_flight:
+                self._collect()
+                continue
+            if self.journal.due():
+                self.journal.flush()
+            if self.waits:
+                self._wait_for_retry()
+                continue
+            break
+
+    def _wait_for_retry(self) -> None:
+        when, _ = self.waits[0]
+        delay = (when - now_ns()) / 1e9
+        if delay > 0:
+            self._flush_logs()
+            self.journal.flush()
+            time.sleep(min(delay, max(self.runner.lease_renew / 2, 0.05)))
+        now = now_ns()
+        while self.waits and self.waits[0][0] <= now:
+            _, entity = heapq.heappop(self.waits)
+            self.candidates[entity] = None
+
+    # -- running task bodies ------------------------------------------------------------
+
+    def _start(self, runs: list[RunTask]) -> None:
+        started: list[RunTask] = []
+        for rt in runs:
+            if any(v is NOT_PERSISTED for v in rt.inputs.values()):
+                try:
+                    rt = self._rehydrate(rt)
+                except StatecoreError as exc:
+                    self._transition(rt.node, rt.index, Failed(str(exc)), rt.attempt, now_ns())
+                    continue
+            state = self._transition(
+                rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
+            )
+            if isinstance(state, Running):
+                started.append(rt)
+        if started:
+            self._dispatch(started)
+
+    def _dispatch(self, runs: list[RunTask]) -> None:
+        """Run bodies: inline when alone (local runner), else in batches on the executor."""
+        runner = self.runner
+        if runner.inline_when_alone and (
+            (len(runs) == 1 and not self.in_flight) or runner.max_workers == 1
+        ):
+            for rt in runs:
+                self._settle(rt, self._execute(rt))
+            return
+        remote: list[RunTask] = []
+        for rt in runs:
+            node = self.graph.nodes[rt.node]
+            # parameters and secrets read the driver's own state: they run here
+            if node.is_parameter or node.is_secret:
+                self._settle(rt, self._execute(rt))
+            else:
+                remote.append(rt)
+        if not remote:
+            return
+        if self.executor is None:
+            self.executor = runner.make_executor(self.logger, self._resolve_secret)
+        # Batches amortise the executor's round trip over many short tasks; one batch per
+        # worker keeps every worker busy when the bodies are long.
+        size = max(1, -(-len(remote) // self.executor.workers))
+        for i in range(0, len(remote), size):
+            chunk = remote[i : i + size]
+            handle = self.executor.submit([self._attempt(rt) for rt in chunk])
+            self.in_flight[handle] = chunk
+
+    def _collect(self) -> None:
+        """Settle finished batches; wakes at least every group window to commit."""
+        assert self.executor is not None
+        timeout = self.runner.group_delay if self.journal.buffer else 0.5
+        done = self.executor.wait(list(self.in_flight), timeout)
+        if not done:
+            self._flush_logs()
+            self.journal.flush()
+            return
+        for handle in done:
+            chunk = self.in_flight.pop(handle)
+            for rt, (outcome, lines) in zip(chunk, self.executor.results(handle), strict=True):
+                self.pending_logs.extend(lines)
+                self._settle(rt, outcome)
+
+    def _attempt(self, rt: RunTask) -> Attempt:
+        node = self.graph.nodes[rt.node]
+        return Attempt(node.task, rt.inputs, self._context(rt), node.timeout)
+
+    def _execute(self, rt: RunTask) -> Outcome:
+        """Run one attempt's body here, in the driver's thread."""
+        return run_attempt(
+            self._attempt(rt), logger=self.logger, resolve_secret=self._resolve_secret
+        )
+
+    def _context(self, rt: RunTask) -> dict[str, Any]:
+        node = self.graph.nodes[rt.node]
+        full = node.name if rt.index is None else f"{node.name}[{rt.index}]"
+        ctx: dict[str, Any] = {
+            "run_id": self.view.run_id,
+            "flow_name": self.graph.flow_name,
+            "flow_run_name": self.view.run_id,
+            "task_name": node.name,
+            "task_full_name": full,
+            "task_slug": node.key,
+            "task_tags": node.task.tags,
+            "map_index": rt.index,
+            "parameters": self.view.parameters,
+            "task_run_count": rt.attempt,
+            "resume": rt.resume,
+            "scheduled_start_time": self.view.started,
+        }
+        if rt.loop_count:
+            ctx["task_loop_count"] = rt.loop_count + 1
+            ctx["task_loop_result"] = rt.loop_result
+        return ctx
+
+    def _resolve_secret(self, name: str) -> Any:
+        value: Any = self.secrets.get(name)
+        if value is None:
+            value = os.environ.get(f"STATECORE_SECRET_{name}")
+            if value is None:
+                value = os.environ.get(f"STATECORE_SECRET_{name.upper()}")
+            if value is None:
+                value = os.environ.get(name)
+        if value is None:
+            raise signals.FAIL(f'Secret "{name}" was not found')
+        if isinstance(value, str) and value:
+            self.known_secrets[name] = value
+        return value
+
+    def _settle(self, rt: RunTask, outcome: Outcome) -> None:
+        """Turn an attempt's outcome into states; a LOOP queues the next iteration."""
+        node = self.graph.nodes[rt.node]
+        exc, value = outcome
+        state, ended = outcome_state(exc, value, rt.loop_count + 1)
+        now = now_ns()
+        if isinstance(state, Looped):
+            if not isinstance(self._transition(rt.node, rt.index, state, rt.attempt, now), Looped):
+                return
+            restarted = self._transition(
+                rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
+            )
+            if isinstance(restarted, Running):
+                self.redispatch.append(
+                    RunTask(
+                        rt.node,
+                        rt.index,
+                        rt.inputs,
+                        rt.attempt,
+                        rt.resume,
+                        state.loop_count,
+                        state.result,
+                    )
+                )
+            return
+        final = settle(
+            node,
+            state,
+            attempt=rt.attempt,
+            now=now,
+            inputs=rt.inputs,
+            parameters=self.view.parameters,
+            ended_run=ended,
+        )
+        if not node.checkpoint or node.is_secret:
+            self.values[(rt.node, rt.index)] = final.result
+        self._transition(rt.node, rt.index, final, rt.attempt, now)
+        if isinstance(final, Cached) and not isinstance(state, Cached):
+            self._cache_put(rt.node, final)
+
+    def _cache_put(self, node: int, state: Cached) -> None:
+        try:
+            payload = packb(
+                [
+                    state.message,
+                    state.result,
+                    state.cached_inputs,
+                    state.cached_parameters,
+                    state.cached_result_expiration,
+                ]
+            )
+        except SerializationError:
+            return
+        expires = state.cached_result_expiration or 0
+        self.store.cache_put(self._cache_key(node), payload, expires=expires)
+        self.cache.setdefault(node, []).insert(0, state)
+
+    def _rehydrate(self, rt: RunTask) -> RunTask:
+        """Recompute inputs whose results were never stored (secrets, checkpoint=False)."""
+        node = self.graph.nodes[rt.node]
+        inputs = dict(rt.inputs)
+        for inp in node.inputs:
+            if inp.key is None or inputs.get(inp.key) is not NOT_PERSISTED:
+                continue
+            inputs[inp.key] = self._recompute(inp.upstream)
+        return RunTask(
+            rt.node, rt.index, inputs, rt.attempt, rt.resume, rt.loop_count, rt.loop_result
+        )
+
+    def _recompute(self, node_i: int) -> Any:
+        key = (node_i, None)
+        if key in self.values:
+            return self.values[key]
+        node = self.graph.nodes[node_i]
+        upstream = upstream_states(self.graph, self.view, node, None) or {}
+        inputs = task_inputs(node, upstream)
+        for inp in node.inputs:
+            if inp.key is not None and inputs.get(inp.key) is NOT_PERSISTED:
+                inputs[inp.key] = self._recompute(inp.upstream)
+        rt = RunTask(node_i, None, inputs, 1)
+        self._note(
+            "rehydrate", f"re-ran {node.key} to recompute a result that was not stored", None
+        )
+        exc, value = self._execute(rt)
+        if exc is not None:
+            raise StatecoreError(
+                f"could not recompute the unstored result of {node.key}: {exc!r}"
+            ) from exc
+        self.values[key] = value
+        return value
+
+    # -- transitions --------------------------------------------------------------------
+
+    def _transition(
+        self,
+        node_i: int,
+        index: int | None,
+        new: State,
+        attempt: int,
+        ts: int,
+        *,
+        handlers: bool = True,
+    ) -> State:
+        """Run handlers, check the machine, append and fold one task state change."""
+        view = self.view
+        run = entity_run(view, node_i, index)
+        old = run.state
+        node = self.graph.nodes[node_i]
+        if handlers and node.has_handlers:
+            new = self._call_task_handlers(node_i, old, new)
+        key = node.key
+        old_name = type(old).__name__
+        new_name = type(new).__name__
+        if new_name not in _TASK_TABLE.get(old_name, ()):
+            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
+        result = new.result
+        stored = node.checkpoint and not node.is_secret
+        if type(new) is Mapped:
+            result, stored = None, True
+        message = new.message
+        if self.known_secrets:
+            if stored:
+                result = self._scrub(result)
+            message = self._scrub(message)
+        try:
+            payload = encode_state_change(
+                key, index, old_name, new_name, attempt, message, result, stored, state_extra(new)
+            )
+        except SerializationError as exc:
+            new = Failed(
+                f"The result of task {_label(key, index)} could not be stored: {exc}. "
+                "Set checkpoint=False on the task, or register a serializer "
+                "(statecore.serialization.register_serializer).",
+                result=None,
+            )
+            new_name = "Failed"
+            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
+            payload = encode_state_change(
+                key, index, old_name, new_name, attempt, new.message, None, True, None
+            )
+        event = self.journal.add_payload(KIND_STATE, payload, ts)
+        view.apply_state(node_i, index, new, attempt, ts, event.seq)
+        view.head = event.seq
+        view.last_event = event
+        if self.pending_logs:
+            self._flush_logs()
+        self._after(node_i, index, new)
+        return new
+
+    def _scrub(self, value: Any) -> Any:
+        from statecore.serialization import scrub
+
+        return scrub(value, self.known_secrets)
+
+    def _init_blockers(self) -> None:
+        """Count, per task, the upstream tasks it still waits for.
+
+        A task waits for an upstream to be *finished* when it only maps over it (a
+        Mapped parent suffices to expand), else to be *complete* (finished, with every
+        mapped child finished). Only a task whose count reaches zero is handed to
+        ``decide``, so a reducer over 10,000 children is checked once, not 10,000 times.
+        """
+        view = self.view
+        self.needs_complete = []
+        self.blockers = []
+        for node in self.graph.nodes:
+            needs: dict[int, bool] = {}
+            for inp in node.inputs:
+                if inp.upstream >= 0:
+                    full = not inp.mapped or inp.flattened
+                    needs[inp.upstream] = needs.get(inp.upstream, False) or full
+            self.needs_complete.append(needs)
+            self.blockers.append(sum(1 for u, full in needs.items() if not _ready(view, u, full)))
+
+    def _release(self, node_i: int, *, complete: bool) -> None:
+        """``node_i`` became finished (or complete): queue the tasks that now may run."""
+        if not self.blockers:
+            return
+        blockers = self.blockers
+        for d in self.graph.nodes[node_i].downstream:
+            if self.needs_complete[d][node_i] is complete:
+                blockers[d] -= 1
+                if blockers[d] == 0:
+                    self.candidates[(d, None)] = None
+
+    def _after(self, node_i: int, index: int | None, new: State) -> None:
+        """Queue the tasks whose inputs this change may have completed."""
+        if not isinstance(new, Finished) or isinstance(new, Looped):
+            if isinstance(new, Pending):
+                self.candidates[(node_i, index)] = None
+            return
+        view = self.view
+        if index is None:
+            self._release(node_i, complete=False)
+            if isinstance(new, Mapped):
+                for j in range(new.n_map_states):
+                    self.candidates[(node_i, j)] = None
+                if new.n_map_states:
+                    return
+            self._release(node_i, complete=True)
+            return
+        nodes = self.graph.nodes
+        for d in nodes[node_i].downstream:
+            if nodes[d].mapped and d in view.children:
+                self.candidates[(d, index)] = None
+        if view.unfinished_children.get(node_i, 0) == 0:
+            self._release(node_i, complete=True)
+
+    def _call_task_handlers(self, node_i: int, old: State, new: State) -> State:
+        task = self.graph.nodes[node_i].task
+        self._flush_logs()
+        self.journal.flush()
+        try:
+            for handler in task.state_handlers:
+                new = handler(task, old, new) or new
+            if task.on_failure is not None and new.is_failed():
+                task.on_failure(task, new)
+        except (signals.ENDRUN, signals.PAUSE) as sig:
+            return sig.state
+        except signals.StateSignal as sig:
+            return sig.state
+        except Exception as exc:
+            return Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
+        return new
+
+    def _flow_transition(self, new: State, ts: int) -> None:
+        view = self.view
+        old = view.flow_state
+        flow = self.graph.flow
+        if flow.state_handlers or flow.on_failure:
+            self._flush_logs()
+            self.journal.flush()
+            try:
+                for handler in flow.state_handlers:
+                    new = handler(flow, old, new) or new
+                if flow.on_failure is not None and new.is_failed():
+                    flow.on_failure(flow, new)
+            except Exception as exc:
+                new = Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
+        machine.check_flow(view.run_id, old.name, new.name)
+        event = self.journal.add(
+            StateChanged(None, None, old.name, new.name, 0, new.message, None, True, None), ts
+        )
+        view.apply_state(None, None, new, 0, ts, event.seq)
+        view.advance(event)
+        self.journal.set_meta(self._meta())
+
+    def _meta(self) -> RunMeta:
+        view = self.view
+        return RunMeta(
+            view.run_id,
+            view.flow_name,
+            view.flow_state.name,
+            view.started or now_ns(),
+            view.ended,
+            0,
+            view.parent_run,
+        )
+
+    def _note(self, code: str, message: str, data: dict[str, Any] | None) -> None:
+        self.view.apply(self.journal.add(Note(code, message, data), now_ns()))
+
+    def _flush_logs(self) -> None:
+        logs = self.pending_logs
+        while logs:
+            record = logs.popleft()
+            if self.known_secrets:
+                record = LogRecord(
+                    record.task, record.index, record.level, self._scrub(record.message)
+                )
+            self.view.apply(self.journal.add(record, now_ns()))
+
+    def _finish(self) -> None:
+        if self.cancelled:
+            self._flow_transition(Cancelled("Cancelled by request."), now_ns())
+            return
+        state = final_state(self.graph, self.view)
+        if state.is_finished():
+            self._flow_transition(state, now_ns())
+        else:
+            self.journal.set_meta(self._meta())

@@ -1,0 +1,75 @@
+"""Leases: a run's driver holds one, with an epoch that fences every append.
+
+The owner string is ``host:pid:token``. A lease lapses unless renewed; a holder on this
+host whose process is gone can be taken over at once (:func:`holder_is_dead`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+from statecore.backends.base import Lease, Store
+from statecore.errors import LeaseLost, StatecoreError
+
+__all__ = ["LeaseKeeper", "holder_is_dead", "new_owner", "now_ns"]
+
+
+def now_ns() -> int:
+    """UTC now in integer nanoseconds (the shell's one clock)."""
+    return time.time_ns()
+
+
+def new_owner() -> str:
+    """A fresh owner id for this process: ``host:pid:token``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """True when ``owner`` (``host:pid:token``) is a process of this host that is gone."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class LeaseKeeper:
+    """Renews the lease in the background; records a loss for the driver to act on."""
+
+    def __init__(self, store: Store, lease: Lease, ttl: float, every: float) -> None:
+        self.store = store
+        self.lease = lease
+        self.ttl = ttl
+        self.every = every
+        self.lost: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="statecore-lease", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.lease = self.store.renew_lease(self.lease, ttl=self.ttl, now=now_ns())
+            except LeaseLost as exc:
+                self.lost = exc
+                return
+            except StatecoreError:
+                continue
+
+    def stop(self) -> None:
+        """Stop renewing (the caller releases the lease)."""
+        self._stop.set()
+        self._thread.join(timeout=self.every + 1)
