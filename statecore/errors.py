@@ -13,6 +13,7 @@ __all__ = [
     "FlowChanged",
     "FlowDefinitionError",
     "IllegalTransition",
+    "InvalidRunId",
     "InvalidStoreURL",
     "LeaseHeld",
     "LeaseLost",
@@ -90,6 +91,10 @@ class CorruptEvent(StatecoreError):
 
 class SchemaVersionError(CorruptEvent):
     """An event written by a newer statecore than this one."""
+
+
+class InvalidRunId(StatecoreError, ValueError):
+    """A run id that cannot be stored (not a string, empty, not UTF-8 text)."""
 
 
 class RunNotFound(StatecoreError, KeyError):

@@ -154,6 +154,7 @@ class Flow:
         self.version += 1
         self.constants.setdefault(task, {})
         self.slugs[task] = self._make_slug(task)
+        task._key = self.slugs[task]
         blocks = _case_stack.get()
         if blocks and blocks[-1].flow is self:
             blocks[-1].tasks.append(task)

@@ -234,6 +234,9 @@ def resolve_task_ref(
     if isinstance(ref, Task):
         if index_of is not None and ref in index_of:
             return index_of[ref]
+        key = getattr(ref, "_key", None)
+        if index_of is None and key is not None and key in by_key:
+            return by_key[key]
         raise KeyError(f"task {ref!r} is not in this flow")
     if isinstance(ref, str):
         if ref in by_key:

@@ -123,6 +123,8 @@ class Task:
         self.on_failure = on_failure
         self.nout = nout
         self.log_stdout = log_stdout
+        # the key the task got in the flow it was added to (for lookups without the flow)
+        self._key: str | None = None
         self._validate_run_signature()
 
     def _validate_run_signature(self) -> None:
@@ -167,6 +169,7 @@ class Task:
     def copy(self, **task_args: Any) -> Task:
         """A shallow copy with some options replaced (``name=...``, ``max_retries=...``)."""
         new = copy.copy(self)
+        new._key = None
         new.tags = set(self.tags)
         new.state_handlers = list(self.state_handlers)
         if task_args:

@@ -188,6 +188,21 @@ class RunView:
 
     # -- folding ------------------------------------------------------------------------
 
+    def regraph(self, graph: dict[str, Any]) -> None:
+        """Realign the run's tasks, by key, to a changed graph (a resume with
+        ``allow_changed``): kept tasks keep their history, new ones start Pending."""
+        runs = dict(zip(self.keys, self.runs, strict=True))
+        kids = {self.keys[i]: c for i, c in self.children.items()}
+        open_kids = {self.keys[i]: n for i, n in self.unfinished_children.items()}
+        self.graph = graph
+        self.keys = [t["key"] for t in graph.get("tasks", [])]
+        self.by_key = {k: i for i, k in enumerate(self.keys)}
+        self.runs = [runs.get(k) or TaskRun() for k in self.keys]
+        self.children = {i: kids[k] for i, k in enumerate(self.keys) if k in kids}
+        self.unfinished_children = {
+            i: open_kids[k] for i, k in enumerate(self.keys) if k in open_kids
+        }
+
     def start(self, body: RunStarted, ts: int) -> None:
         """Fold the run's first event."""
         self.flow_name = body.flow_name
@@ -328,7 +343,9 @@ class RunView:
                 apply_state(node, index, state, attempt, event.ts, seq, prev)
             else:
                 self._apply_other(event)
+                # a run or graph-changed event may have replaced the task index
                 by_key = self.by_key
+                children = self.children
             self.head = head
         if event is not None:
             self.last_event = event
@@ -343,6 +360,8 @@ class RunView:
             self.logs.append((event.ts, body))
         elif isinstance(body, Note):
             self.notes.append((event.ts, body))
+            if body.code == "graph-changed" and body.data and "graph" in body.data:
+                self.regraph(body.data["graph"])
 
     def advance(self, event: StoredEvent) -> None:
         """Record that ``event`` (already folded through :meth:`apply_state`) is the head."""

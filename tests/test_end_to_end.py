@@ -192,15 +192,6 @@ def test_replay_view_accepts_the_flows_handles(store: Store) -> None:
     assert view.task_states["report"].result == state.result[REPORT].result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: replay(store, R).task_states[handle] raises KeyError('task <Task: report> is "
-        "not in this flow'): API.md says a handle, a key or a unique name is accepted "
-        "wherever a task is looked up, but replay's TaskStates has no index_of and a "
-        "handle carries no key (slug is None), so only keys and names resolve"
-    ),
-)
 def test_replay_view_resolves_a_handle() -> None:
     store = MemoryStore()
     state = e2e_flow.run(store=store, runner=LocalRunner(**RUNNER))
@@ -354,15 +345,6 @@ with Flow("secrets-cached") as cached_secret_flow:
     cached_call(Secret("API_TOKEN"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Driver._cache_put packs the Cached state's result, cached_inputs and "
-        "cached_parameters unscrubbed, so a cache_for task downstream of a Secret writes "
-        "the secret's value in clear into the store's cache (SQLite table `cache`, Redis "
-        "list `<prefix>:cache:{...}`), though the run's events are scrubbed"
-    ),
-)
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_secret_never_reaches_the_result_cache(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -451,19 +433,6 @@ def test_odd_run_ids_work_end_to_end(store: Store) -> None:
 def test_unstorable_run_ids_work_or_are_refused_cleanly(
     store: Store, run_id: str, request: pytest.FixtureRequest
 ) -> None:
-    if "\ud800" in run_id and not isinstance(store, SQLiteStore):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "BUG: a run id with a lone surrogate gets UnicodeEncodeError (not a "
-                    "StatecoreError) out of flow.run on the memory and Redis stores: "
-                    "events.chain_hash encodes run_id with plain .encode() (no "
-                    "surrogatepass), after the lease was taken; the SQLite store refuses "
-                    "the id cleanly at acquire_lease, and RedisStore itself round-trips it"
-                ),
-            )
-        )
     try:
         state = odd_flow.run(
             parameters={"n": 7}, store=store, run_id=run_id, runner=LocalRunner(**RUNNER)
@@ -600,15 +569,6 @@ def test_allow_changed_resumes_a_changed_structure(store: Store, variant: str) -
     assert state.result[handles["compute"]].result == expected + 1 + 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: resume(allow_changed=True) with a flow that added or removed a task raises "
-        "IndexError (not a StatecoreError) from decide._decide_one / view.runs, because the "
-        "view only has runs for the recorded graph's tasks; by then the approved gate has "
-        "already run and been committed"
-    ),
-)
 @pytest.mark.parametrize("variant", ["added", "removed"])
 def test_allow_changed_with_added_or_removed_tasks(store: Store, variant: str) -> None:
     paused_run(store, "grown")

@@ -645,11 +645,6 @@ def test_map_flatten_and_unmapped(store: MemoryStore) -> None:
     assert [s.result for s in state.result[shortest].map_states] == [11, 22]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a mapped task over a mapped upstream zipped with a shorter iterable "
-    "(shortest wins) is handed child indices it does not have; decide raises IndexError",
-)
 def test_map_over_mapped_upstream_zipped_with_shorter_list(store: MemoryStore) -> None:
     with Flow("zip") as flow:
         wide = add.map([1, 2])

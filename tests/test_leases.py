@@ -396,16 +396,6 @@ def test_stale_holder_is_refused_after_a_resume_took_the_run_over(
     take_over_and_release_stale(stale_driver)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a stale driver whose run was taken over AND appended to by the new holder "
-        "gets ConcurrencyError('expected head 3, found 9') out of flow.run, not LeaseLost: "
-        "every store checks the head before the epoch (pinned by the conformance suite), "
-        "and Journal.flush/Driver re-raise the store's error as is instead of checking "
-        "whether the lease epoch moved on"
-    ),
-)
 def test_stale_holder_gets_lease_lost_after_a_resume_took_the_run_over(
     stale_driver: tuple[Store, dict[str, Any]],
 ) -> None:

@@ -171,6 +171,7 @@ class Driver:
         approve: Sequence[int] = (),
         code: Mapping[str, str] | None = None,
         reuse: Mapping[int, State] | None = None,
+        record: Mapping[str, Any] | None = None,
     ) -> State:
         """Run until the flow finishes or nothing more can run now; return its state."""
         self._acquire_lease()
@@ -179,7 +180,7 @@ class Driver:
                 if start is not None:
                     self._begin(start, initial or {}, reuse or {})
                 else:
-                    self._resume_prelude(approve, code or {})
+                    self._resume_prelude(approve, code or {}, record)
                 if self.took_over_from is not None:
                     self._note(
                         "takeover",
@@ -221,6 +222,8 @@ class Driver:
             lease = self.store.acquire_lease(
                 run_id, owner=new_owner(), ttl=r.lease_ttl, now=max(now, held.expires + 1)
             )
+            # taken "after" the old expiry; bring its own expiry back to now + ttl
+            lease = self.store.renew_lease(lease, ttl=r.lease_ttl, now=now)
             self.took_over_from = held.owner
         self.journal.lease = lease
         self.lease_keeper = LeaseKeeper(self.store, lease, r.lease_ttl, r.lease_renew)
@@ -261,9 +264,24 @@ class Driver:
         for node in range(len(self.graph.nodes)):
             self.candidates[(node, None)] = None
 
-    def _resume_prelude(self, approve: Sequence[int], code: Mapping[str, str]) -> None:
+    def _resume_prelude(
+        self,
+        approve: Sequence[int],
+        code: Mapping[str, str],
+        record: Mapping[str, Any] | None,
+    ) -> None:
         ts = now_ns()
         view = self.view
+        if record is not None and view.graph.get("fingerprint") != record.get("fingerprint"):
+            # resumed with allow_changed: the log records the new graph, and the fold
+            # (here and in every later replay) realigns the run's tasks to it by key
+            from statecore.runners.local import describe_changes
+
+            self._note(
+                "graph-changed",
+                "resumed with a changed flow: " + describe_changes(view.graph, record),
+                {"graph": dict(record)},
+            )
         changed = [k for k, h in code.items() if view.graph.get("code", {}).get(k) not in (None, h)]
         if changed:
             self._note(
@@ -539,6 +557,17 @@ class Driver:
             self._cache_put(rt.node, final)
 
     def _cache_put(self, node: int, state: Cached) -> None:
+        if self.known_secrets and any(
+            self._scrub(part) is not part
+            for part in (state.result, state.cached_inputs, state.cached_parameters)
+        ):
+            # the cache outlives the run and is shared: a value holding a secret stays out
+            self._note(
+                "cache-skipped",
+                f"{self.graph.nodes[node].key}: result not cached, it holds a secret",
+                None,
+            )
+            return
         try:
             payload = packb(
                 [
@@ -701,7 +730,8 @@ class Driver:
             return
         nodes = self.graph.nodes
         for d in nodes[node_i].downstream:
-            if nodes[d].mapped and d in view.children:
+            # the downstream may be narrower (zipped with a shorter list): no such child
+            if nodes[d].mapped and index < len(view.children.get(d, ())):
                 self.candidates[(d, index)] = None
         if view.unfinished_children.get(node_i, 0) == 0:
             self._release(node_i, complete=True)

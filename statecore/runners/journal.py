@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from statecore.backends.base import Lease, RunMeta, Store
+from statecore.errors import ConcurrencyError, LeaseLost
 from statecore.events import Body, StoredEvent, chain_hash, encode_body
 
 __all__ = ["Journal", "hmac_key"]
@@ -106,12 +107,25 @@ class Journal:
             self.durable = self.store.append(
                 self.run_id, batch, expected_seq=self.durable, lease=self.lease, run_meta=meta
             )
-        except BaseException:
+        except BaseException as exc:
             # Nothing of the batch was written (appends are all-or-nothing): keep it so a
             # retry of flush() can still write it in order.
             self.buffer = batch + self.buffer
             self.meta = self.meta or meta
+            if isinstance(exc, ConcurrencyError):
+                self._raise_if_fenced(exc)
             raise
+
+    def _raise_if_fenced(self, exc: ConcurrencyError) -> None:
+        """A head that moved under a leased driver means another driver took over."""
+        if self.lease is None:
+            return
+        current = self.store.get_lease(self.run_id)
+        if current is not None and current.epoch != self.lease.epoch:
+            raise LeaseLost(
+                f"run {self.run_id!r}: another driver ({current.owner}, lease epoch "
+                f"{current.epoch}) took the run over from this one (epoch {self.lease.epoch})"
+            ) from exc
 
     def set_meta(self, meta: RunMeta) -> None:
         """Run metadata to write with the next append."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from statecore.backends.base import Store
-from statecore.errors import FlowChanged, RunNotFound
+from statecore.errors import FlowChanged, InvalidRunId, RunNotFound
 from statecore.events import RunStarted
 from statecore.flow import Flow
 from statecore.graph import Graph
@@ -29,6 +29,7 @@ from statecore.view import RunView, fold
 __all__ = [
     "LocalRunner",
     "check_parameters",
+    "check_run_id",
     "collector_paused",
     "describe_changes",
     "now_ns",
@@ -87,6 +88,23 @@ def _open(store: Store | str | None) -> Store:
     return store
 
 
+def check_run_id(run_id: object) -> str:
+    """A run id must be non-empty text that can be written as UTF-8.
+
+    Raises:
+        InvalidRunId: with what is wrong, before anything is written.
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise InvalidRunId(f"a run id must be a non-empty string, got {run_id!r}")
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRunId(
+            f"run id {run_id!r} cannot be written as UTF-8 ({exc.reason}); use plain text"
+        ) from None
+    return run_id
+
+
 def replay(store: Store | str | None, run_id: str) -> RunView:
     """Fold a run's log into a view; no task runs.
 
@@ -94,6 +112,7 @@ def replay(store: Store | str | None, run_id: str) -> RunView:
         RunNotFound: no such run (the message names the store).
         CorruptEvent: the log cannot be decoded.
     """
+    check_run_id(run_id)
     s = _open(store)
     with collector_paused():
         events = s.read(run_id)
@@ -169,6 +188,8 @@ def run_flow(
         if not isinstance(st, State):
             raise TypeError(f"task_states values must be States, got {st!r}")
         initial[graph.node_for(ref).index] = st
+    if run_id is not None:
+        check_run_id(run_id)
     s = _open(store)
     runner = runner or LocalRunner()
     if run_id is not None and s.head(run_id) > 0:
@@ -280,4 +301,4 @@ def resume(
         return returned_state(graph, view)
     approved = [graph.node_for(ref).index for ref in approve]
     driver = Driver(graph, s, view, runner or LocalRunner(), secrets=secrets)
-    return driver.drive(approve=approved, code=record["code"])
+    return driver.drive(approve=approved, code=record["code"], record=record)
