@@ -557,6 +557,9 @@ class Driver:
             self._cache_put(rt.node, final)
 
     def _cache_put(self, node: int, state: Cached) -> None:
+        spec = self.graph.nodes[node]
+        if not spec.checkpoint or spec.is_secret:
+            return  # only results the log stores are cached
         if self.known_secrets and any(
             self._scrub(part) is not part
             for part in (state.result, state.cached_inputs, state.cached_parameters)
