@@ -429,6 +429,12 @@ def test_unix_url_with_password_and_db() -> None:
     assert store.prefix == "p"
 
 
+def test_a_password_in_the_query_is_masked_too() -> None:
+    store = RedisStore.from_url("unix:///tmp/r.sock?password=hunter2&db=1")
+    assert connection(store)["password"] == "hunter2"
+    assert "hunter2" not in store.url and "hunter2" not in repr(store)
+
+
 def test_url_defaults() -> None:
     kwargs = connection(RedisStore.from_url("redis://"))
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("localhost", 6379, 0)

@@ -337,6 +337,7 @@ class _ParsedURL:
 def _parse_url(url: str) -> _ParsedURL:
     """Split a Redis URL into redis-py connection arguments and store options."""
     shown = re.sub(r"(//[^/@]*:)[^/@]*@", r"\1***@", url)
+    shown = re.sub(r"([?&]password=)[^&#]*", r"\1***", shown)
 
     def bad(why: str) -> StatecoreError:
         return InvalidStoreURL(
