@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, find, given, reject, settings
+from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from statecore import machine, signals, states, triggers
@@ -24,7 +24,7 @@ from statecore.backends import MemoryStore
 from statecore.context import reset_context, set_context
 from statecore.decide import Decision, RunTask, decide, final_state, outcome_state, settle
 from statecore.events import RunStarted, StoredEvent
-from statecore.flow import Edge, Flow
+from statecore.flow import Edge
 from statecore.graph import Graph
 from statecore.runners import replay, resume
 from statecore.states import NOT_PERSISTED, Looped, Mapped, Running, State, results_equal
@@ -36,34 +36,8 @@ FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChec
 MANY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-# -- known core bugs ----------------------------------------------------------------------------
-
-
-def zips_a_mapped_upstream(flow: Flow) -> bool:
-    """A mapped task over a mapped upstream and another iterable (shortest wins).
-
-    Known bug (tests/test_engine.py::test_map_over_mapped_upstream_zipped_with_shorter_list):
-    the runner queues a child index the narrower task does not have and decide raises
-    IndexError. Examples that hit it are rejected here so the other properties keep
-    their power; the xfail pins the bug.
-    """
-    graph = Graph(flow)
-    for node in graph.nodes:
-        mapped = [i for i in node.inputs if i.mapped]
-        if len(mapped) >= 2 and any(
-            i.upstream >= 0 and graph.nodes[i.upstream].mapped for i in mapped
-        ):
-            return True
-    return False
-
-
 def run(drawn: DrawnFlow, store: MemoryStore) -> State:
-    try:
-        return drawn.flow.run(parameters=dict(drawn.parameters), store=store)
-    except IndexError:
-        if zips_a_mapped_upstream(drawn.flow):
-            reject()
-        raise
+    return drawn.flow.run(parameters=dict(drawn.parameters), store=store)
 
 
 # -- helpers ------------------------------------------------------------------------------------
