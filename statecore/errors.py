@@ -8,6 +8,7 @@ Stores translate their drivers' exceptions into these at one boundary each.
 from __future__ import annotations
 
 __all__ = [
+    "ClusterUnavailable",
     "ConcurrencyError",
     "CorruptEvent",
     "FlowChanged",
@@ -20,6 +21,7 @@ __all__ = [
     "RunNotFound",
     "SchemaVersionError",
     "SerializationError",
+    "ServiceUnavailable",
     "StatecoreError",
     "StoreUnavailable",
     "TaskError",
@@ -81,8 +83,16 @@ class LeaseLost(StatecoreError):
     """The lease expired or was taken over: this driver must stop (fencing)."""
 
 
-class StoreUnavailable(StatecoreError):
+class ServiceUnavailable(StatecoreError):
+    """A service the run needs cannot be reached (after bounded retries)."""
+
+
+class StoreUnavailable(ServiceUnavailable):
     """The store cannot be reached (after bounded retries)."""
+
+
+class ClusterUnavailable(ServiceUnavailable):
+    """The Dask scheduler cannot be reached."""
 
 
 class CorruptEvent(StatecoreError):

@@ -1,8 +1,6 @@
 """The public names, pinned: adding or removing one must be a deliberate change here.
 
-The lists follow ../shared/API.md. Names API.md gives that the package does not have yet
-are listed in ``NOT_YET`` and checked to be absent, so that adding them fails this test
-until they are pinned here.
+The lists follow ../shared/API.md; every name it gives is here.
 """
 
 from __future__ import annotations
@@ -113,11 +111,7 @@ BACKENDS = {
     "open_store",
 }
 
-RUNNERS = {"LocalRunner", "replay", "rerun", "resume"}
-
-# Named in API.md ("Running, persistence, replay") but not importable from
-# statecore.runners yet.
-NOT_YET = {"statecore.runners": ["DaskRunner"]}
+RUNNERS = {"DaskRunner", "LocalRunner", "replay", "rerun", "resume"}
 
 
 def test_top_level_names_are_pinned() -> None:
@@ -239,13 +233,6 @@ def test_runners_names() -> None:
     assert isinstance(runners.LocalRunner(), runners.LocalRunner)
     assert callable(runners.resume)
     assert callable(runners.replay)
-
-
-@pytest.mark.parametrize(("module", "name"), [(m, n) for m, ns in NOT_YET.items() for n in ns])
-def test_api_md_names_not_there_yet(module: str, name: str) -> None:
-    assert not hasattr(importlib.import_module(module), name), (
-        f"{module}.{name} exists now: pin it above and drop it from NOT_YET"
-    )
 
 
 def test_testing_names() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from statecore.runners.dask import DaskRunner
 from statecore.runners.local import LocalRunner, replay, resume
 from statecore.runners.rerun import rerun
 
-__all__ = ["LocalRunner", "replay", "rerun", "resume"]
+__all__ = ["DaskRunner", "LocalRunner", "replay", "rerun", "resume"]

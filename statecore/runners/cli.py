@@ -63,8 +63,8 @@ from statecore.errors import (
     CorruptEvent,
     LeaseHeld,
     LeaseLost,
+    ServiceUnavailable,
     StatecoreError,
-    StoreUnavailable,
 )
 from statecore.flow import Flow
 from statecore.graph import Graph
@@ -114,7 +114,7 @@ def _translate_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return fn(*args, **kwargs)
-        except (StoreUnavailable, LeaseHeld, LeaseLost, ConcurrencyError) as exc:
+        except (ServiceUnavailable, LeaseHeld, LeaseLost, ConcurrencyError) as exc:
             raise CLIError(str(exc), EXIT_UNAVAILABLE) from exc
         except ImportError as exc:  # a store URL whose extra is not installed
             raise CLIError(f"the store cannot be opened: {exc}", EXIT_UNAVAILABLE) from exc

@@ -466,8 +466,10 @@ class Driver:
             return
         for handle in done:
             chunk = self.in_flight.pop(handle)
-            for rt, (outcome, lines) in zip(chunk, self.executor.results(handle), strict=True):
+            for rt, (outcome, lines) in zip(chunk, self.executor.results(handle), strict=False):
                 self.pending_logs.extend(lines)
+                if isinstance(outcome[0], Interrupt):
+                    raise outcome[0]
                 self._settle(rt, outcome)
 
     def _attempt(self, rt: RunTask) -> Attempt:

@@ -134,7 +134,14 @@ def run_attempts(attempts: Sequence[Attempt]) -> list[tuple[Outcome, list[LogRec
     out: list[tuple[Outcome, list[LogRecord]]] = []
     for attempt in attempts:
         lines: list[LogRecord] = []
-        out.append((run_attempt(attempt, logger=RunLogger(lines.append)), lines))
+        try:
+            outcome = run_attempt(attempt, logger=RunLogger(lines.append))
+        except Interrupt as exc:
+            # a worker must not die of it: the driver re-raises it; the rest of the
+            # batch does not run (its tasks stay Running in the log, as after a crash)
+            out.append(((exc, None), lines))
+            break
+        out.append((outcome, lines))
     return out
 
 

@@ -1,0 +1,134 @@
+"""``DaskRunner``: task bodies on a ``dask.distributed`` cluster.
+
+Only the driver, which holds the run's lease, appends events: workers run batches of
+attempts (:func:`~statecore.runners.execution.run_attempts`) and send back outcomes with
+the log lines the bodies wrote. Parameters and secrets are resolved by the driver, so a
+secret's value travels to a worker only as an input of the task that uses it.
+
+Use it with a shared store (Redis) to run one flow across machines::
+
+    from statecore.runners.dask import DaskRunner
+    flow.run(store="redis://10.0.0.5:6379/0", runner=DaskRunner("tcp://10.0.0.5:8786"))
+
+Requires the ``dask`` extra: ``pip install 'statecore[dask]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from statecore.errors import ClusterUnavailable
+from statecore.events import LogRecord
+from statecore.runners.execution import Attempt, Executor, Outcome, RunLogger, run_attempts
+
+__all__ = ["DaskRunner"]
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "DaskRunner needs dask.distributed: pip install 'statecore[dask]'"
+        ) from exc
+    return distributed
+
+
+class DaskRunner:
+    """Runs task bodies on a ``dask.distributed`` cluster.
+
+    Args:
+        address: a scheduler address (``tcp://host:8786``); None starts a local cluster
+            for the run (``cluster_kwargs`` are passed to ``LocalCluster``) and closes it
+            at the end.
+        client: an existing ``distributed.Client`` to use instead (left open).
+        connect_timeout: seconds to reach ``address`` before giving up.
+        cluster_kwargs: options for the temporary ``LocalCluster``.
+        single_pass, group_events, group_delay, lease_ttl, lease_renew: as for
+            :class:`~statecore.runners.local.LocalRunner`.
+    """
+
+    #: user code never runs in the driver: even a lone ready task goes to a worker
+    inline_when_alone = False
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        client: Any = None,
+        connect_timeout: float = 10.0,
+        cluster_kwargs: dict[str, Any] | None = None,
+        single_pass: bool = False,
+        group_events: int = 512,
+        group_delay: float = 0.02,
+        lease_ttl: float = 15.0,
+        lease_renew: float = 5.0,
+    ) -> None:
+        _distributed()
+        self.address = address
+        self.client = client
+        self.connect_timeout = connect_timeout
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.single_pass = single_pass
+        self.group_events = group_events
+        self.group_delay = group_delay
+        self.lease_ttl = lease_ttl
+        self.lease_renew = lease_renew
+        self.max_workers = 0
+
+    def make_executor(
+        self, logger: RunLogger, resolve_secret: Callable[[str], Any]
+    ) -> Executor:
+        """Connect to (or start) the cluster for one run."""
+        distributed = _distributed()
+        cluster = None
+        client = self.client
+        if client is None and self.address is not None:
+            try:
+                client = distributed.Client(self.address, timeout=self.connect_timeout)
+            except (OSError, TimeoutError) as exc:
+                raise ClusterUnavailable(
+                    f"cannot reach the Dask scheduler at {self.address}: {exc}"
+                ) from exc
+        elif client is None:
+            options = {"processes": False, "dashboard_address": None, **self.cluster_kwargs}
+            cluster = distributed.LocalCluster(**options)
+            client = distributed.Client(cluster)
+        executor = _DaskExecutor(client, owned=self.client is None, cluster=cluster)
+        self.max_workers = executor.workers
+        return executor
+
+
+class _DaskExecutor:
+    """Batches as ``distributed`` futures."""
+
+    def __init__(self, client: Any, *, owned: bool, cluster: Any) -> None:
+        self._client = client
+        self._owned = owned
+        self._cluster = cluster
+        threads = client.nthreads()
+        self.workers = max(1, sum(threads.values()) if threads else 1)
+
+    def submit(self, batch: Sequence[Attempt]) -> Any:
+        return self._client.submit(run_attempts, list(batch), pure=False)
+
+    def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
+        distributed = _distributed()
+        try:
+            done, _ = distributed.wait(
+                list(handles), timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+        except TimeoutError:
+            return []
+        return list(done)
+
+    def results(self, handle: Any) -> list[tuple[Outcome, list[LogRecord]]]:
+        result: list[tuple[Outcome, list[LogRecord]]] = handle.result()
+        return result
+
+    def shutdown(self) -> None:
+        if self._owned:
+            self._client.close()
+            if self._cluster is not None:
+                self._cluster.close()
