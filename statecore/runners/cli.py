@@ -104,7 +104,8 @@ class CLIError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click declares exit_code a class variable; each error carries its own status
+        object.__setattr__(self, "exit_code", exit_code)
 
 
 def _translate_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
