@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import doctest
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, assume, event, find, given, settings
 from hypothesis import strategies as st
 
 from statecore import machine, signals, states, triggers
@@ -32,8 +33,12 @@ from statecore.testing import strategies
 from statecore.testing.strategies import DrawnFlow, flows, upstream_states
 from statecore.view import RunView, fold
 
-FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MANY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# STATECORE_PROPERTY_SCALE=20 runs twenty times as many examples (a soak run).
+SCALE = int(os.environ.get("STATECORE_PROPERTY_SCALE", "1"))
+FEW = settings(max_examples=60 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(
+    max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def run(drawn: DrawnFlow, store: MemoryStore) -> State:
@@ -86,10 +91,10 @@ def check_decision(view: RunView, decision: Decision) -> None:
 def check_log(graph: Graph, events: list[StoredEvent]) -> RunView:
     """Fold the log event by event; decide on every intermediate view; no problems."""
     view = RunView(events[0].run_id)
-    for event in events:
-        view.apply(event)
-        if event.kind == "state":
-            check_decision(view, decide(graph, view, event.ts))
+    for stored in events:
+        view.apply(stored)
+        if stored.kind == "state":
+            check_decision(view, decide(graph, view, stored.ts))
     assert view.problems == []
     return view
 
@@ -450,3 +455,53 @@ def test_full_scan_and_incremental_candidates_agree(drawn: DrawnFlow) -> None:
             assert isinstance(ref, Mapped)
             for j, (r, s) in enumerate(zip(ref.map_states, live.map_states, strict=True)):
                 assert_same_state(f"{node.key}[{j}]", r, s, stored=False)
+
+
+# -- (f) an interrupted run resumes to the states an uninterrupted run reaches ---------------------
+
+
+@FEW
+@given(flows(), st.data())
+def test_an_interrupted_run_resumes_to_the_same_states(
+    drawn: DrawnFlow, data: st.DataObject
+) -> None:
+    labels = sorted(drawn.behaviours, key=lambda s: int(s[1:]))
+    assume(labels)
+    label = data.draw(st.sampled_from(labels), label="interrupted task")
+    handle = drawn.handles[label]
+    expected = run(drawn, MemoryStore())
+
+    fired: list[bool] = []
+    original = handle.__dict__.get("run")
+    body = handle.run
+
+    def interrupted_once(**inputs: Any) -> Any:
+        if not fired:
+            fired.append(True)
+            raise KeyboardInterrupt
+        return body(**inputs)
+
+    handle.run = interrupted_once  # type: ignore[method-assign]
+    store = MemoryStore()
+    try:
+        try:
+            state = drawn.flow.run(parameters=dict(drawn.parameters), store=store, run_id="crash")
+            assert not fired
+        except KeyboardInterrupt:
+            assert fired
+            assert not replay(store, "crash").finished()
+            state = resume("crash", drawn.flow, store=store)
+    finally:
+        if original is None:
+            del handle.run
+        else:
+            handle.run = original  # type: ignore[method-assign]
+    event("interrupted, then resumed" if fired else "the task never ran")
+    assert (state.name, state.message) == (expected.name, expected.message)
+    keys = list(expected.result)
+    got = dict(entity_states(state.result.__getitem__, keys))
+    for key, want in entity_states(expected.result.__getitem__, keys):
+        assert_same_state(key, got[key], want, stored=True)
+    view = check_log(Graph(drawn.flow), store.read("crash"))
+    interrupted = [e for e in view.timeline() if e.new == "Pending" and e.prev == "Running"]
+    assert bool(interrupted) == bool(fired)
