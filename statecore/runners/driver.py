@@ -48,7 +48,7 @@ from statecore.runners.execution import (
     Interrupt,
     Outcome,
     RunLogger,
-    run_attempt,
+    run_body,
 )
 from statecore.runners.journal import Journal
 from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
@@ -478,9 +478,10 @@ class Driver:
 
     def _execute(self, rt: RunTask) -> Outcome:
         """Run one attempt's body here, in the driver's thread."""
-        return run_attempt(
-            self._attempt(rt), logger=self.logger, resolve_secret=self._resolve_secret
-        )
+        node = self.graph.nodes[rt.node]
+        context = self._context(rt)
+        context["logger"] = self.logger
+        return run_body(node.task, rt.inputs, context, node.timeout, self._resolve_secret)
 
     def _context(self, rt: RunTask) -> dict[str, Any]:
         node = self.graph.nodes[rt.node]

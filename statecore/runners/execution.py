@@ -33,6 +33,7 @@ __all__ = [
     "ThreadExecutor",
     "run_attempt",
     "run_attempts",
+    "run_body",
 ]
 
 #: what a body did: (the exception or signal it raised, or None; its return value)
@@ -113,13 +114,25 @@ def run_attempt(
     """Run one attempt of a body with its context; never raises but :class:`Interrupt`."""
     values = dict(attempt.context)
     values["logger"] = logger
-    token = set_context(values)
+    return run_body(attempt.task, attempt.inputs, values, attempt.timeout, resolve_secret)
+
+
+def run_body(
+    task: Task,
+    inputs: Mapping[str, Any],
+    context: Mapping[str, Any],
+    timeout: float | None,
+    resolve_secret: Callable[[str], Any] | None = None,
+) -> Outcome:
+    """Run ``task.run(**inputs)`` with ``context`` (logger included) as
+    ``statecore.context``; never raises but :class:`Interrupt`."""
+    token = set_context(context)
     secret_token = set_secret_resolver(resolve_secret)
     try:
-        if attempt.timeout is not None:
-            return _run_with_timeout(attempt.task.run, attempt.inputs, attempt.timeout)
+        if timeout is not None:
+            return _run_with_timeout(task.run, inputs, timeout)
         try:
-            return None, attempt.task.run(**attempt.inputs)
+            return None, task.run(**inputs)
         except (KeyboardInterrupt, SystemExit) as exc:
             raise Interrupt(exc) from exc
         except BaseException as exc:
