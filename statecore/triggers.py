@@ -223,7 +223,8 @@ def some_successful(at_least: float | None = None, at_most: float | None = None)
 
     >>> some_successful(at_least=2)(edges(states.Success(), states.Success(), states.Failed()))
     True
-    >>> some_successful(at_least=0.5)(edges(states.Success(), *[states.Failed()] * 3))
+    >>> failed = [states.Failed() for _ in range(3)]  # distinct states: each counts
+    >>> some_successful(at_least=0.5)(edges(states.Success(), *failed))
     Traceback (most recent call last):
     ...
     statecore.signals.TRIGGERFAIL: Trigger was "some_successful" but thresholds were not met.
