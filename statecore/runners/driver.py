@@ -148,6 +148,9 @@ class Driver:
         self.candidates: dict[Entity, None] = {}
         self.waits: list[tuple[int, Entity]] = []
         self.cache: dict[int, list[Cached]] = {}
+        self.fresh_cache: list[tuple[int, int, Cached]] = []
+        #: entities that ran in this call (a single pass runs each at most once)
+        self.attempted: set[Entity] = set()
         self.pending_logs: deque[LogRecord] = deque()
         self.logger = RunLogger(self.pending_logs.append)
         self.lease_keeper: LeaseKeeper | None = None
@@ -194,6 +197,7 @@ class Driver:
                     if waiting:
                         self.candidates.pop((node_i, None), None)
                 self._loop()
+                self._store_fresh_cache()
                 self._finish()
             finally:
                 try:
@@ -329,6 +333,8 @@ class Driver:
                 except Exception:
                     continue
                 found.append(Cached(message, result, inputs, params, expires))
+            # oldest first, as Prefect 1 offers candidates: the first valid one wins
+            found.reverse()
             self.cache[node.index] = found
 
     def _cache_key(self, node: int) -> str:
@@ -411,7 +417,12 @@ class Driver:
 
     def _start(self, runs: list[RunTask]) -> None:
         started: list[RunTask] = []
+        single_pass = self.runner.single_pass
         for rt in runs:
+            if single_pass:
+                if (rt.node, rt.index) in self.attempted:
+                    continue  # e.g. ENDRUN(Pending()): one pass runs a task once
+                self.attempted.add((rt.node, rt.index))
             if any(v is NOT_PERSISTED for v in rt.inputs.values()):
                 try:
                     rt = self._rehydrate(rt)
@@ -557,7 +568,17 @@ class Driver:
             self.values[(rt.node, rt.index)] = final.result
         self._transition(rt.node, rt.index, final, rt.attempt, now)
         if isinstance(final, Cached) and not isinstance(state, Cached):
-            self._cache_put(rt.node, final)
+            self.fresh_cache.append((rt.node, -1 if rt.index is None else rt.index, final))
+
+    def _store_fresh_cache(self) -> None:
+        """Write this run's new cached results, in task and map-index order.
+
+        As in Prefect 1, results cached by a run become candidates for later runs only:
+        mapped children of one run never reuse each other's results.
+        """
+        for node, _, state in sorted(self.fresh_cache, key=lambda item: item[:2]):
+            self._cache_put(node, state)
+        self.fresh_cache.clear()
 
     def _cache_put(self, node: int, state: Cached) -> None:
         spec = self.graph.nodes[node]
@@ -588,7 +609,6 @@ class Driver:
             return
         expires = state.cached_result_expiration or 0
         self.store.cache_put(self._cache_key(node), payload, expires=expires)
-        self.cache.setdefault(node, []).insert(0, state)
 
     def _rehydrate(self, rt: RunTask) -> RunTask:
         """Recompute inputs whose results were never stored (secrets, checkpoint=False)."""
@@ -663,9 +683,7 @@ class Driver:
             )
         except SerializationError as exc:
             new = Failed(
-                f"The result of task {_label(key, index)} could not be stored: {exc}. "
-                "Set checkpoint=False on the task, or register a serializer "
-                "(statecore.serialization.register_serializer).",
+                f"The result of task {_label(key, index)} could not be stored: {exc}",
                 result=None,
             )
             new_name = "Failed"
