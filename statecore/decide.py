@@ -411,7 +411,7 @@ def outcome_state(exc: BaseException | None, value: Any, loop_count: int) -> tup
         return looped, False
     if isinstance(exc, signals.StateSignal):
         return exc.state, False
-    if isinstance(exc, TimeoutError) and getattr(exc, "statecore_timeout", False):
+    if isinstance(exc, signals.TaskTimeoutSignal):
         return TimedOut("Task timed out during execution.", exc), False
     return Failed(f"Error during execution of task: {exc!r}", exc), False
 

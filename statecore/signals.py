@@ -32,6 +32,7 @@ __all__ = [
     "VALIDATIONFAIL",
     "Signal",
     "StateSignal",
+    "TaskTimeoutSignal",
 ]
 
 
@@ -118,7 +119,32 @@ class ENDRUN(Signal):
         return f"ENDRUN({self.state!r})"
 
 
+class TaskTimeoutSignal(Signal):
+    """An attempt ran past its task's ``timeout``: the result of its ``TimedOut`` state.
+
+    Not raised into user code: the runner records it at the deadline (as Prefect 1 does).
+    """
+
+    def __init__(self, message: str = "Execution timed out.") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"TaskTimeoutSignal({self.message!r})"
+
+
 SIGNAL_CLASSES: dict[str, type[Signal]] = {
     cls.__name__: cls
-    for cls in (FAIL, TRIGGERFAIL, VALIDATIONFAIL, SUCCESS, RETRY, SKIP, PAUSE, LOOP, ENDRUN)
+    for cls in (
+        FAIL,
+        TRIGGERFAIL,
+        VALIDATIONFAIL,
+        SUCCESS,
+        RETRY,
+        SKIP,
+        PAUSE,
+        LOOP,
+        ENDRUN,
+        TaskTimeoutSignal,
+    )
 }

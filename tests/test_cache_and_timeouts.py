@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from statecore import Flow, Parameter, task
+from statecore import Flow, Parameter, signals, task
 from statecore.backends import MemoryStore
 from statecore.backends.sqlite import SQLiteStore
 from statecore.cache_validators import (
@@ -176,6 +176,8 @@ def test_a_task_past_its_timeout_ends_timed_out_and_its_late_outcome_is_discarde
     assert state.is_failed()
     assert isinstance(state.result[t], TimedOut)
     assert state.result[t].message == "Task timed out during execution."
+    # as in Prefect 1, the TimedOut state carries the timeout signal as its result
+    assert isinstance(state.result[t].result, signals.TaskTimeoutSignal)
     release.set()
     assert finished.wait(30)
     # the body returned after the deadline: nothing of it reaches the log

@@ -85,6 +85,7 @@ SIGNALS = [
     "ENDRUN",
     "TRIGGERFAIL",
     "VALIDATIONFAIL",
+    "TaskTimeoutSignal",
 ]
 
 TRIGGERS = [
@@ -187,6 +188,8 @@ def test_signals(name: str) -> None:
     if name == "ENDRUN":
         sig = cls(states.Success())
         assert sig.state == states.Success()
+    elif name == "TaskTimeoutSignal":
+        assert cls().args == ("Execution timed out.",)
     else:
         sig = cls("message", result=3)
         assert sig.state.message == "message"

@@ -440,7 +440,15 @@ def test_decoding_never_imports_or_calls_what_the_log_names(
 
 # --- signals ------------------------------------------------------------------------------
 
-STATE_SIGNALS = [cls for cls in signals.SIGNAL_CLASSES.values() if cls is not signals.ENDRUN]
+STATE_SIGNALS = [
+    cls for cls in signals.SIGNAL_CLASSES.values() if issubclass(cls, signals.StateSignal)
+]
+
+
+def test_the_timeout_signal_round_trips() -> None:
+    back = unpackb(packb(signals.TaskTimeoutSignal("Execution timed out.")))
+    assert type(back) is signals.TaskTimeoutSignal
+    assert back.args == ("Execution timed out.",)
 
 
 @pytest.mark.parametrize("cls", STATE_SIGNALS, ids=lambda c: c.__name__)

@@ -22,6 +22,7 @@ from statecore.context import (
     set_secret_resolver,
 )
 from statecore.events import LogRecord
+from statecore.signals import TaskTimeoutSignal
 from statecore.tasks import Task
 
 __all__ = [
@@ -174,9 +175,7 @@ def _run_with_timeout(fn: Callable[..., Any], inputs: Mapping[str, Any], timeout
     if not box:
         # A Python thread cannot be killed: the attempt is recorded TimedOut now and
         # whatever it does later is discarded (its box is never read again).
-        err = TimeoutError(f"Task timed out after {timeout} seconds")
-        err.statecore_timeout = True  # type: ignore[attr-defined]
-        return err, None
+        return TaskTimeoutSignal("Execution timed out."), None
     exc, value = box[0]
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         raise Interrupt(exc)
