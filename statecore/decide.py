@@ -146,7 +146,10 @@ def _decide_one(
 ) -> None:
     run = view.runs[node.index] if index is None else view.children[node.index][index]
     state = run.state
-    if not isinstance(state, Pending) or isinstance(state, Paused):
+    cached = type(state) is Cached
+    if not cached and (not isinstance(state, Pending) or isinstance(state, Paused)):
+        return
+    if cached and node.mapped and index is None:
         return
     if isinstance(state, Scheduled):
         if isinstance(state, Retrying) and not retry_now:
@@ -163,11 +166,21 @@ def _decide_one(
     if node.mapped and index is None:
         decision.set_states.append(SetState(node.index, None, _ready_to_map(upstream)))
         return
+    inputs = task_inputs(node, upstream)
+    if cached:
+        # Prefect 1 checks a Cached task again: a valid cache keeps it (after its
+        # trigger); an invalid one sends it back to Pending to run
+        assert isinstance(state, Cached)
+        if _cache_hit(node, (state,), inputs, view.parameters, now, stored=False) is None:
+            invalid = Pending("Cache was invalid; ready to run.")
+            decision.set_states.append(SetState(node.index, index, invalid))
+            return
     verdict = _check_trigger(node, upstream, approved=isinstance(state, Resume))
     if verdict is not None:
         decision.set_states.append(SetState(node.index, index, verdict))
         return
-    inputs = task_inputs(node, upstream)
+    if cached:
+        return
     if node.cache_for_ns is not None and cache:
         hit = _cache_hit(node, cache.get(node.index, ()), inputs, view.parameters, now)
         if hit is not None:
@@ -341,10 +354,20 @@ def _cache_hit(
     inputs: Mapping[str, Any],
     parameters: Mapping[str, Any],
     now: int,
+    *,
+    stored: bool = True,
 ) -> Cached | None:
+    """The first candidate still valid, or None.
+
+    A candidate must not have expired; one with no expiration is valid only if it came
+    from the store (a ``Cached`` state handed in without one is invalid, as Prefect 1's
+    ``duration_only`` says).
+    """
     validator = node.task.cache_validator
     for candidate in candidates:
         expires = candidate.cached_result_expiration
+        if expires is None and not stored:
+            continue
         if expires is not None and expires <= now:
             continue
         try:

@@ -45,7 +45,11 @@ from Success to Running
 # 5) Looped runs the next iteration (run), is cancelled (cancel), or falls back to Pending when
 #    the run was interrupted between iterations (interrupt). Looped is a Finished subclass in the
 #    class tree, but it is not terminal here.
-# 6) Finished states are terminal: nothing leaves them.
+# 6) Finished states are terminal: nothing leaves them, except:
+# 7) Cached, when a run starts from it (supplied by `task_states=`, or found on resume), is
+#    checked again as Prefect 1 re-checks cached tasks: an invalid cache falls back to
+#    Pending("Cache was invalid; ready to run.") (invalidate); a valid one still meets skip
+#    propagation and its trigger (finish: Skipped, TriggerFailed; pause).
 #
 # No state moves to itself: a repeated state is a bug in the caller, not a transition.
 #
@@ -147,7 +151,10 @@ _TASK_DECLARATION: Final[list[dict[str, Any]]] = [
     {"trigger": "run", "source": "Looped", "dest": "Running"},
     {"trigger": "cancel", "source": "Looped", "dest": "Cancelled"},
     {"trigger": "interrupt", "source": "Looped", "dest": "Pending"},
-    # 6) finished states: nothing
+    # 6) finished states: nothing, but 7) a Cached state checked again
+    {"trigger": "invalidate", "source": "Cached", "dest": "Pending"},
+    *_to_each("finish", ["Cached"], ["Skipped", "TriggerFailed"]),
+    {"trigger": "pause", "source": "Cached", "dest": "Paused"},
 ]
 
 _FLOW_DECLARATION: Final[list[dict[str, Any]]] = [

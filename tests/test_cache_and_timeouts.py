@@ -207,3 +207,32 @@ def test_a_timed_out_attempt_is_retried() -> None:
     retry = next(e for e in replay(store, state.run_id).timeline() if e.new == "Retrying")
     assert retry.message == "Retrying Task (after attempt 1 of 2)"
     assert isinstance(state.result[t], Success)
+
+
+# -- a run that starts from a Cached state -----------------------------------------------------
+
+
+def test_a_cached_state_handed_in_is_checked_again_as_in_prefect_1(calls: Counter[str]) -> None:
+    from statecore.runners.leases import now_ns
+
+    source = counted(calls, "source")
+
+    @task
+    def plus_one(x: int) -> int:
+        return x + 1
+
+    with Flow("start-cached") as flow:
+        x = source(1)
+        y = plus_one(x)
+    # no expiration: the cache is invalid, the task runs again before its downstream
+    store = MemoryStore()
+    state = flow.run(store=store, task_states={x: Cached(result=99)})
+    assert calls["source"] == 1
+    assert state.result[x].name == "Success" and state.result[y].result == 11
+    timeline = [(e.task, e.new, e.message) for e in replay(store, state.run_id).timeline()]
+    assert ("source-1", "Pending", "Cache was invalid; ready to run.") in timeline
+    # a valid cache is kept: the task does not run, its downstream uses the cached result
+    fresh = Cached(result=99, cached_result_expiration=now_ns() + 3_600 * 10**9)
+    state = flow.run(store=MemoryStore(), task_states={x: fresh})
+    assert calls["source"] == 1
+    assert isinstance(state.result[x], Cached) and state.result[y].result == 100

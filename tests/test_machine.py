@@ -64,6 +64,8 @@ def reference_task(src: str, dst: str) -> bool:
         return dst in FINISHED or dst in {"Retrying", "Looped", "Paused", "Pending"}
     if src == "Looped":
         return dst in {"Running", "Cancelled", "Pending"}
+    if src == "Cached":
+        return dst in {"Pending", "Skipped", "TriggerFailed", "Paused"}
     return False
 
 
@@ -78,6 +80,7 @@ LISTED_TASK_PATHS = sorted(
     | {("Paused", d) for d in {"Resume", "Cancelled"} | FINISHED}
     | {("Running", d) for d in FINISHED | {"Retrying", "Looped", "Paused", "Pending"}}
     | {("Looped", d) for d in ("Running", "Cancelled", "Pending")}
+    | {("Cached", d) for d in ("Pending", "Skipped", "TriggerFailed", "Paused")}
 )
 
 
@@ -145,7 +148,7 @@ def test_the_table_has_exactly_the_listed_paths() -> None:
 # -- terminal states and illegal pairs ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("src", sorted(FINISHED))
+@pytest.mark.parametrize("src", sorted(FINISHED - {"Cached"}))
 def test_finished_states_are_terminal(src: str) -> None:
     assert TASK_TRANSITIONS[src] == frozenset()
     for dst in TASK_STATES:

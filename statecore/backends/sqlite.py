@@ -389,9 +389,7 @@ class SQLiteStore(Store):
     @_translated
     def _migrate(self) -> None:
         conn = self._connection()
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
+        self._enter_wal(conn)
         with _immediate(conn):
             conn.execute(_SCHEMA_SQL)
             row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
@@ -408,6 +406,25 @@ class SQLiteStore(Store):
                     "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
                     (version, time.time_ns()),
                 )
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL; processes opening it at once may race for that.
+
+        The switch needs the file to itself, and SQLite answers "locked" at once (without
+        its busy handler) while another process holds it, so the switch is retried within
+        the busy timeout.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     def __enter__(self) -> Self:
         return self

@@ -383,8 +383,13 @@ class Driver:
                     self._transition(action.node, action.index, action.state, 0, now)
                 for wake in decision.wake:
                     heapq.heappush(self.waits, wake)
-                if decision.run:
-                    self._start(decision.run)
+                # a change above may have sent an upstream back to Pending (an invalid
+                # cache): a task waiting on it again is decided when it finishes anew
+                runs = [
+                    rt for rt in decision.run if rt.index is not None or not self.blockers[rt.node]
+                ]
+                if runs:
+                    self._start(runs)
                 if self.candidates:
                     continue
             if self.redispatch:
@@ -697,7 +702,7 @@ class Driver:
         view.last_event = event
         if self.pending_logs:
             self._flush_logs()
-        self._after(node_i, index, new)
+        self._after(node_i, index, old, new)
         return new
 
     def _scrub(self, value: Any) -> Any:
@@ -736,11 +741,15 @@ class Driver:
                 if blockers[d] == 0:
                     self.candidates[(d, None)] = None
 
-    def _after(self, node_i: int, index: int | None, new: State) -> None:
+    def _after(self, node_i: int, index: int | None, old: State, new: State) -> None:
         """Queue the tasks whose inputs this change may have completed."""
         if not isinstance(new, Finished) or isinstance(new, Looped):
             if isinstance(new, Pending):
                 self.candidates[(node_i, index)] = None
+                if type(old) is Cached and index is None and self.blockers:
+                    # an invalid cache: the task will run again, its downstream waits
+                    for d in self.graph.nodes[node_i].downstream:
+                        self.blockers[d] += 1
             return
         view = self.view
         if index is None:
