@@ -103,9 +103,16 @@ class PAUSE(StateSignal):
 
 
 class LOOP(StateSignal):
-    """Run the task again with ``result`` as ``context['task_loop_result']``."""
+    """Run the task again with ``result`` as ``context['task_loop_result']``.
+
+    Without a ``result`` the loop carries the signal's text, as in Prefect 1.
+    """
 
     state_class = states.Looped
+
+    def __init__(self, message: str | None = None, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("result", f"LOOP({message!r})")
+        super().__init__(message, *args, **kwargs)
 
 
 class ENDRUN(Signal):

@@ -460,7 +460,10 @@ def test_signals_are_rebuilt_with_the_signal_as_their_result(
     assert back.args == ("why",) and back.message == "why"
     assert type(back.state) is cls.state_class
     assert back.state.message == "why"
-    assert back.state.result is back
+    if cls is signals.LOOP:  # Prefect 1: a LOOP without a result carries its own text
+        assert back.state.result == "LOOP('why')"
+    else:
+        assert back.state.result is back
     assert "failing_task_body" in back.traceback_text
 
 
