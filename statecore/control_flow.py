@@ -43,7 +43,7 @@ class Merge(Task):
 
 
 class FilterTask(Task):
-    """Filters a list of results; by default drops None and exceptions.
+    """Filters a list of results; by default drops None and exceptions (not signals).
 
     Runs with trigger ``all_finished`` and ``skip_on_upstream_skip=False`` so it can
     collect the results of a mapped task whose children partly failed or skipped.
@@ -73,7 +73,8 @@ class FilterTask(Task):
 
 
 def _keep_real_results(value: Any) -> bool:
-    return value is not None and not isinstance(value, BaseException)
+    # exactly Prefect 1's default: signals (a skipped child's SKIP) are kept
+    return not isinstance(value, type(None) | Exception)
 
 
 class case:

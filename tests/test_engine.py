@@ -718,5 +718,9 @@ def test_filter_task_collects_the_results_of_a_mapped_task(store: MemoryStore) -
         kept = FilterTask()(values)
         odd = FilterTask(filter_func=lambda v: isinstance(v, int) and v % 2 == 1)(values)
     state = flow.run(store=store)
-    assert state.result[kept].result == [0, 4]
+    # Prefect 1's default filter drops None and exceptions, and keeps the SKIP signal a
+    # skipped child carries as its result
+    kept_results = state.result[kept].result
+    assert [type(r) for r in kept_results] == [int, signals.SKIP, int]
+    assert kept_results[0] == 0 and kept_results[2] == 4
     assert state.result[odd].result == []
