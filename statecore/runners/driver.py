@@ -259,6 +259,8 @@ class Driver:
         self.view.apply(event)
         self._flow_transition(Running("Running flow."), ts)
         for node, state in {**reuse, **initial}.items():
+            if type(state) is Pending:
+                continue  # every task starts Pending: nothing to record
             self._transition(node, None, state, 0, now_ns(), handlers=False)
             if isinstance(state, Mapped):
                 # a reused mapped task keeps its children's logged states too
