@@ -50,6 +50,7 @@ def test_the_property_testing_example_runs() -> None:
         "statecore.triggers",
         "statecore.tasks",
         "statecore.serialization",
+        "statecore.scrubbing",
     ],
 )
 def test_docstring_examples(module: str) -> None:

@@ -52,6 +52,7 @@ from statecore.runners.execution import (
 )
 from statecore.runners.journal import Journal
 from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
+from statecore.scrubbing import scrub
 from statecore.serialization import packb, unpackb
 from statecore.states import (
     NOT_PERSISTED,
@@ -708,8 +709,6 @@ class Driver:
         return new
 
     def _scrub(self, value: Any) -> Any:
-        from statecore.serialization import scrub
-
         return scrub(value, self.known_secrets)
 
     def _init_blockers(self) -> None:

@@ -23,6 +23,7 @@ from statecore.graph import Graph
 from statecore.runners.driver import Driver, returned_state
 from statecore.runners.execution import Executor, RunLogger, ThreadExecutor
 from statecore.runners.leases import now_ns
+from statecore.scrubbing import scrub
 from statecore.states import State
 from statecore.view import RunView, fold
 
@@ -211,8 +212,6 @@ def run_flow(
 def _public_params(params: Mapping[str, Any], secrets: Mapping[str, str] | None) -> dict[str, Any]:
     if not secrets:
         return dict(params)
-    from statecore.serialization import scrub
-
     return dict(scrub(dict(params), dict(secrets)))
 
 
