@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from statecore.testing.stores import StoreContractTests, store_state_machine
+from statecore.testing.store_machine import store_state_machine
+from statecore.testing.stores import StoreContractTests
 
 if TYPE_CHECKING:
     from statecore.testing.strategies import flows, states, upstream_states
