@@ -67,22 +67,38 @@ Errors
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 from redis import exceptions as rx
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from statecore.backends._redis_codec import as_is, decode_entries, meta_from_hash, text, utf8
+from statecore.backends._redis_keys import (
+    INT64,
+    cache_key,
+    index_key,
+    index_member,
+    run_keys,
+    run_tag,
+    split_member,
+)
+from statecore.backends._redis_scripts import (
+    ACQUIRE,
+    APPEND,
+    CACHE_PUT,
+    PRUNE,
+    RELEASE,
+    RENEW,
+    Script,
+)
+from statecore.backends._redis_url import DEFAULTS, describe, parse_url
 from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
 from statecore.errors import (
     ConcurrencyError,
@@ -101,12 +117,10 @@ T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
 
-_READABLE_ID = re.compile(r"[A-Za-z0-9._:@+\-]{1,128}")
 _MAX_BACKOFF = 2.0
 _READ_PAGE = 1_000
 _UNLIMITED = 2**63
 _LIST_PAGE = 500
-_INT64 = 2**63
 _CACHE_GRACE_MS = 300_000
 
 # Errors that a later attempt may not meet: the connection, a failover, a loading server.
@@ -124,347 +138,6 @@ _REFUSED: tuple[type[Exception], ...] = (
     rx.AuthorizationError,
     rx.NoPermissionError,
 )
-
-
-def run_tag(run_id: str) -> str:
-    """The hash tag of ``run_id``: the id itself if readable, else ``=`` + base64url.
-
-    >>> run_tag("run-42")
-    'run-42'
-    >>> run_tag("a}b")
-    '=YX1i'
-    """
-    if _READABLE_ID.fullmatch(run_id):
-        return run_id
-    return "=" + base64.urlsafe_b64encode(_utf8(run_id)).rstrip(b"=").decode("ascii")
-
-
-def _utf8(text: str) -> bytes:
-    # Python strings may hold lone surrogates; they round-trip instead of failing.
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogatepass")
-
-
-def _index_member(started: int, run_id: str) -> bytes:
-    if not -_INT64 <= started < _INT64:
-        raise ValueError(f"run {run_id!r}: start time {started} is outside 64-bit nanoseconds")
-    return b"%016x:%s" % (started + _INT64, _utf8(run_id))
-
-
-def _split_member(member: bytes) -> tuple[int, str]:
-    return int(member[:16], 16) - _INT64, _text(member[17:])
-
-
-# -- Lua -------------------------------------------------------------------------------
-# Times are nanoseconds beyond 2**53, so Lua (doubles only) compares them as decimal
-# strings; sequence numbers and epochs are compared as the strings Python wrote.
-
-_LUA_INT_CMP = """
-local function int_cmp(a, b)
-  local na, nb = string.sub(a, 1, 1) == '-', string.sub(b, 1, 1) == '-'
-  if na ~= nb then return na and -1 or 1 end
-  if na then a, b = string.sub(a, 2), string.sub(b, 2) end
-  local r = 0
-  if #a ~= #b then r = (#a < #b) and -1 or 1
-  elseif a ~= b then r = (a < b) and -1 or 1 end
-  if na then r = -r end
-  return r
-end
-"""
-
-# KEYS: events, meta.  ARGV: expected, new_head, lease_epoch|'', bad_offset, n_events,
-# n_set, n_del, started|'', then n_set field/value pairs, n_del fields, then 6 per event.
-# Returns {0, head, need_index, old_indexed} or {1, head} {2, epoch} {3, offset} {4, last}.
-_LUA_APPEND = """
-local head = redis.call('HGET', KEYS[2], 'head') or '0'
-if head ~= ARGV[1] then return {1, head} end
-if ARGV[3] ~= '' then
-  local epoch = redis.call('HGET', KEYS[2], 'epoch') or '0'
-  if epoch ~= ARGV[3] then return {2, epoch} end
-end
-if ARGV[4] ~= '0' then return {3, ARGV[4]} end
-local n, nset, ndel = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-if n == 0 and nset == 0 then return {0, head, 0, ''} end
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-last = last and last[1] or '0-0'
-if last ~= '0-' .. head then return {4, last} end
-local i = 9
-if nset > 0 then
-  local fields = {}
-  for j = 1, 2 * nset do fields[j] = ARGV[i + j - 1] end
-  redis.call('HSET', KEYS[2], unpack(fields))
-  i = i + 2 * nset
-end
-for _ = 1, ndel do redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1 end
-for _ = 1, n do
-  redis.call('XADD', KEYS[1], ARGV[i], 'e', ARGV[i + 1], 'h', ARGV[i + 2], 'k', ARGV[i + 3],
-             't', ARGV[i + 4], 'p', ARGV[i + 5])
-  i = i + 6
-end
-if n > 0 then redis.call('HSET', KEYS[2], 'head', ARGV[2]); head = ARGV[2] end
-if ARGV[8] ~= '' then
-  local indexed = redis.call('HGET', KEYS[2], 'indexed') or ''
-  if indexed ~= ARGV[8] then return {0, head, 1, indexed} end
-end
-return {0, head, 0, ''}
-"""
-
-# KEYS: lease, meta.  ARGV: owner, now, expires.  Returns {0, epoch} or {1, owner, epoch}.
-_LUA_ACQUIRE = (
-    _LUA_INT_CMP
-    + """
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch', 'expires')
-if cur[1] and cur[1] ~= ARGV[1] and int_cmp(cur[3], ARGV[2]) > 0 then
-  return {1, cur[1], cur[2]}
-end
-local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', epoch, 'expires', ARGV[3])
-return {0, epoch}
-"""
-)
-
-# KEYS: lease.  ARGV: epoch, owner, expires.  Returns 1 when renewed, else 0.
-_LUA_RENEW = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'expires', ARGV[3])
-return 1
-"""
-
-# KEYS: lease.  ARGV: epoch.
-_LUA_RELEASE = """
-if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'expires', '0')
-end
-return 0
-"""
-
-# KEYS: events, meta, lease.  ARGV: before.  Returns -1 (no run), 0 (kept) or 1 (deleted).
-_LUA_PRUNE = (
-    _LUA_INT_CMP
-    + """
-local m = redis.call('HMGET', KEYS[2], 'flow_name', 'ended')
-if not m[1] then return -1 end
-if not m[2] or int_cmp(m[2], ARGV[1]) >= 0 then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-return 1
-"""
-)
-
-# KEYS: cache list.  ARGV: entry, deadline_ms.  Keeps the key until its last entry
-# expires (plus a grace for clock skew), judged by the server's clock; entries written
-# with times that are not wall-clock times never make the key expire.
-_LUA_CACHE_PUT = """
-local len = redis.call('LPUSH', KEYS[1], ARGV[1])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = tonumber(ARGV[2])
-if deadline <= now_ms then return len end
-local ttl = redis.call('PTTL', KEYS[1])
-if (ttl == -1 and len == 1) or (ttl >= 0 and deadline > now_ms + ttl) then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-end
-return len
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Script:
-    source: str
-    sha: str
-
-    @classmethod
-    def of(cls, source: str) -> _Script:
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())
-
-
-_APPEND = _Script.of(_LUA_APPEND)
-_ACQUIRE = _Script.of(_LUA_ACQUIRE)
-_RENEW = _Script.of(_LUA_RENEW)
-_RELEASE = _Script.of(_LUA_RELEASE)
-_PRUNE = _Script.of(_LUA_PRUNE)
-_CACHE_PUT = _Script.of(_LUA_CACHE_PUT)
-
-
-# -- URLs ------------------------------------------------------------------------------
-
-
-def _parse_bool(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{value!r} is not a yes/no value")
-
-
-# query option -> (RedisStore keyword, parser)
-_STORE_OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "prefix": ("prefix", str),
-    "wait": ("durable_wait", int),
-    "wait_aof": ("wait_aof", _parse_bool),
-    "wait_timeout": ("wait_timeout", float),
-    "retries": ("retries", int),
-    "backoff": ("backoff", float),
-}
-# query option -> parser, passed on to redis-py
-_CONNECTION_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "password": str,
-    "socket_timeout": float,
-    "socket_connect_timeout": float,
-    "client_name": str,
-}
-_TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
-_DEFAULTS: dict[str, Any] = {
-    "prefix": "statecore",
-    "durable_wait": 0,
-    "wait_aof": False,
-    "wait_timeout": 1.0,
-    "retries": 5,
-    "backoff": 0.05,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _ParsedURL:
-    connection: dict[str, Any]
-    options: dict[str, Any]
-    display: str
-    where: str
-
-
-def _parse_url(url: str) -> _ParsedURL:
-    """Split a Redis URL into redis-py connection arguments and store options."""
-    shown = re.sub(r"(//[^/@]*:)[^/@]*@", r"\1***@", url)
-    shown = re.sub(r"([?&]password=)[^&#]*", r"\1***", shown)
-
-    def bad(why: str) -> StatecoreError:
-        return InvalidStoreURL(
-            f"invalid Redis URL {shown!r}: {why}. Expected redis://[[user]:password@]host"
-            "[:port][/db], rediss://... or unix://[[user]:password@]/path/to/socket[?db=N]"
-        )
-
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise bad(str(exc)) from exc
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise bad(f"the scheme {parts.scheme!r} is not redis, rediss or unix")
-    if parts.fragment:
-        raise bad("a fragment (#...) is not allowed")
-    conn: dict[str, Any] = {"db": None}
-    if parts.username:
-        conn["username"] = unquote(parts.username)
-    if parts.password is not None:
-        conn["password"] = unquote(parts.password)
-    if parts.scheme == "unix":
-        if parts.hostname:
-            raise bad(f"a unix URL takes no host ({parts.hostname!r}); write unix:///path")
-        if parts.path in ("", "/"):
-            raise bad("the socket path is missing")
-        conn["unix_socket_path"] = unquote(parts.path)
-        where = f"unix socket {conn['unix_socket_path']}"
-    else:
-        conn["host"] = parts.hostname or "localhost"
-        conn["port"] = 6379 if port is None else port
-        conn["ssl"] = parts.scheme == "rediss"
-        where = f"{conn['host']}:{conn['port']}"
-        if path := parts.path.strip("/"):
-            if not path.isdigit():
-                raise bad(f"the database must be a number, not {path!r}")
-            conn["db"] = int(path)
-    options: dict[str, Any] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        try:
-            if name == "db":
-                if conn["db"] is not None or not value.isdigit():
-                    raise ValueError(f"db={value!r}: the database is a number, given once")
-                conn["db"] = int(value)
-            elif name in _STORE_OPTIONS:
-                keyword, parse = _STORE_OPTIONS[name]
-                options[keyword] = parse(value)
-            elif name in _CONNECTION_OPTIONS:
-                conn[name] = _CONNECTION_OPTIONS[name](value)
-            elif name in _TLS_OPTIONS and parts.scheme == "rediss":
-                conn[name] = value
-            else:
-                known = [*_STORE_OPTIONS, "db", *_CONNECTION_OPTIONS, *_TLS_OPTIONS]
-                raise ValueError(f"unknown option {name!r} (known: {', '.join(known)})")
-        except ValueError as exc:
-            raise bad(str(exc)) from exc
-    conn["db"] = conn["db"] or 0
-    return _ParsedURL(conn, options, shown, where)
-
-
-def _describe(client: redis.Redis[bytes]) -> tuple[str, str]:
-    """(where, url) of a client built elsewhere: ``host:port`` or the socket path."""
-    kwargs = client.connection_pool.connection_kwargs
-    db = kwargs.get("db", 0)
-    if "path" in kwargs:
-        return f"unix socket {kwargs['path']}", f"unix://{kwargs['path']}?db={db}"
-    host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
-    scheme = "rediss" if "SSL" in client.connection_pool.connection_class.__name__ else "redis"
-    return f"{host}:{port}", f"{scheme}://{host}:{port}/{db}"
-
-
-# -- decoding --------------------------------------------------------------------------
-
-_KINDS: dict[bytes, str] = {b"run": "run", b"state": "state", b"log": "log", b"note": "note"}
-
-
-def _decode_entry(run_id: str, entry: Any) -> StoredEvent:
-    entry_id, (_, epoch, _, prev_hash, _, kind, _, ts, _, payload) = entry
-    name = _KINDS.get(kind) or _text(kind)
-    return StoredEvent(run_id, int(entry_id[2:]), int(epoch), prev_hash, name, int(ts), payload)
-
-
-def _decode_entries(run_id: str, entries: list[Any], first: int) -> list[StoredEvent]:
-    """Raw XRANGE entries ``[id, [e, epoch, h, prev, k, kind, t, ts, p, payload]]``.
-
-    Ids are increasing, so when the first is ``0-first`` and the last ``0-(first+n-1)``
-    the sequence numbers are ``first, first+1, ...`` and need not be parsed one by one.
-    """
-    kinds, last = _KINDS, first + len(entries) - 1
-    try:
-        if entries and entries[0][0] == b"0-%d" % first and entries[-1][0] == b"0-%d" % last:
-            return [
-                StoredEvent(run_id, seq, int(e), h, kinds.get(k) or _text(k), int(t), p)
-                for seq, (_, (_, e, _, h, _, k, _, t, _, p)) in enumerate(entries, first)
-            ]
-        return [_decode_entry(run_id, entry) for entry in entries]
-    except (ValueError, TypeError) as exc:
-        for entry in entries:
-            try:
-                _decode_entry(run_id, entry)
-            except (ValueError, TypeError) as bad:
-                raise CorruptEvent(
-                    f"run {run_id!r}, stream entry {entry[0]!r}: malformed ({bad})"
-                ) from bad
-        raise CorruptEvent(f"run {run_id!r}: malformed stream entries ({exc})") from exc
-
-
-def _meta_from_hash(fields: Mapping[bytes, bytes]) -> RunMeta | None:
-    if b"flow_name" not in fields:
-        return None
-    try:
-        ended, parent = fields.get(b"ended"), fields.get(b"parent_run")
-        return RunMeta(
-            run_id=_text(fields[b"run_id"]),
-            flow_name=_text(fields[b"flow_name"]),
-            state=_text(fields[b"state"]),
-            started=int(fields[b"started"]),
-            ended=None if ended is None else int(ended),
-            head=int(fields.get(b"head", b"0")),
-            parent_run=None if parent is None else _text(parent),
-        )
-    except (KeyError, ValueError) as exc:
-        raise CorruptEvent(f"malformed run metadata {dict(fields)!r} ({exc!r})") from exc
-
-
-def _as_is(response: Any, **_: Any) -> Any:
-    return response
 
 
 # -- the store -------------------------------------------------------------------------
@@ -509,9 +182,9 @@ class RedisStore(Store):
             "backoff": backoff,
         }
         if isinstance(client_or_url, str):
-            parsed = _parse_url(client_or_url)
+            parsed = parse_url(client_or_url)
             for name, value in parsed.options.items():
-                if options[name] not in (_DEFAULTS[name], value):
+                if options[name] not in (DEFAULTS[name], value):
                     raise InvalidStoreURL(
                         f"{name} is {value!r} in the URL {parsed.display!r} but "
                         f"{options[name]!r} as an argument"
@@ -529,12 +202,12 @@ class RedisStore(Store):
             if client.connection_pool.connection_kwargs.get("decode_responses"):
                 raise ValueError("RedisStore needs a client made with decode_responses=False")
             self._owns_client = False
-            self._where, self.url = _describe(client)
+            self._where, self.url = describe(client)
         self._client = client
         # The same connections, minus redis-py's dict-building XRANGE callback: reads
         # decode the raw arrays directly, about 1.3x faster.
         self._raw: redis.Redis[bytes] = redis.Redis(connection_pool=client.connection_pool)
-        self._raw.response_callbacks["XRANGE"] = _as_is
+        self._raw.response_callbacks["XRANGE"] = as_is
         if not options["prefix"] or {"{", "}"} & set(options["prefix"]):
             raise ValueError(f"the key prefix {options['prefix']!r} must be non-empty, no braces")
         if min(options["durable_wait"], options["retries"], options["backoff"]) < 0:
@@ -545,7 +218,7 @@ class RedisStore(Store):
         self.retries: int = options["retries"]
         self.backoff: float = options["backoff"]
         self._wait_ms = max(1, int(options["wait_timeout"] * 1000))
-        self._index_key = f"{self.prefix}:runs"
+        self._index_key = index_key(self.prefix)
         if self.wait_aof:
             self._run("check WAITAOF support", self._check_waitaof)
 
@@ -573,8 +246,7 @@ class RedisStore(Store):
 
     def keys_of(self, run_id: str) -> tuple[str, str, str]:
         """The (events, meta, lease) keys of ``run_id``."""
-        base = f"{self.prefix}:{{{run_tag(run_id)}}}:"
-        return base + "events", base + "meta", base + "lease"
+        return run_keys(self.prefix, run_id)
 
     # -- the one boundary where redis-py's errors become statecore's -------------------
 
@@ -598,7 +270,7 @@ class RedisStore(Store):
             f"{self.retries + 1} attempts ({failure})"
         ) from failure
 
-    def _send(self, queue: Callable[[Any], object], *scripts: _Script) -> list[Any]:
+    def _send(self, queue: Callable[[Any], object], *scripts: Script) -> list[Any]:
         """Send what ``queue`` puts on a pipeline in one round trip; reload lost scripts.
 
         Raises the first error reply (for :meth:`_run` to translate).
@@ -618,7 +290,7 @@ class RedisStore(Store):
                 raise reply
         return replies
 
-    def _eval(self, what: str, script: _Script, keys: Sequence[str], *args: Any) -> Any:
+    def _eval(self, what: str, script: Script, keys: Sequence[str], *args: Any) -> Any:
         return self._run(
             what,
             lambda: self._send(lambda p: p.evalsha(script.sha, len(keys), *keys, *args), script)[0],
@@ -663,10 +335,10 @@ class RedisStore(Store):
         dels: list[str] = []
         started = ""
         if run_meta is not None:
-            member = _index_member(run_meta.started, run_id)
+            member = index_member(run_meta.started, run_id)
             started = str(run_meta.started)
-            sets += ["run_id", _utf8(run_meta.run_id), "flow_name", _utf8(run_meta.flow_name)]
-            sets += ["state", _utf8(run_meta.state), "started", started]
+            sets += ["run_id", utf8(run_meta.run_id), "flow_name", utf8(run_meta.flow_name)]
+            sets += ["state", utf8(run_meta.state), "started", started]
             if run_meta.ended is None:
                 dels.append("ended")
             else:
@@ -674,7 +346,7 @@ class RedisStore(Store):
             if run_meta.parent_run is None:
                 dels.append("parent_run")
             else:
-                sets += ["parent_run", _utf8(run_meta.parent_run)]
+                sets += ["parent_run", utf8(run_meta.parent_run)]
         args: list[Any] = [
             expected_seq,
             new_head,
@@ -689,10 +361,10 @@ class RedisStore(Store):
         ]
         if bad is None:
             for e in events:
-                args += (f"0-{e.seq}", e.epoch, e.prev_hash, _utf8(e.kind), e.ts, e.payload)
+                args += (f"0-{e.seq}", e.epoch, e.prev_hash, utf8(e.kind), e.ts, e.payload)
 
         def queue(pipe: Any) -> None:
-            pipe.evalsha(_APPEND.sha, 2, *keys, *args)
+            pipe.evalsha(APPEND.sha, 2, *keys, *args)
             if self.wait_aof:
                 pipe.execute_command("WAITAOF", 1, self.durable_wait, self._wait_ms)
             elif self.durable_wait:
@@ -703,7 +375,7 @@ class RedisStore(Store):
         def send() -> list[Any]:
             nonlocal attempts
             attempts += 1
-            replies = self._send(queue, _APPEND)
+            replies = self._send(queue, APPEND)
             # A lost reply may hide an attempt that landed: check, never guess.
             if (
                 attempts > 1
@@ -745,7 +417,7 @@ class RedisStore(Store):
     def _index(self, run_id: str, meta_key: str, member: bytes, started: str, old: str) -> None:
         def queue(pipe: Any) -> None:
             if old and old != started:
-                pipe.zrem(self._index_key, _index_member(int(old), run_id))
+                pipe.zrem(self._index_key, index_member(int(old), run_id))
             pipe.zadd(self._index_key, {member: 0})
             pipe.hset(meta_key, "indexed", started)
 
@@ -777,7 +449,7 @@ class RedisStore(Store):
                 f"read run {run_id!r}",
                 partial(self._raw.xrange, events_key, f"0-{start}", "+", count),
             )
-            out += _decode_entries(run_id, entries, start)
+            out += decode_entries(run_id, entries, start)
             if len(entries) < count:
                 break
             left -= count
@@ -795,7 +467,7 @@ class RedisStore(Store):
 
     def get_run(self, run_id: str) -> RunMeta | None:
         meta_key = self.keys_of(run_id)[1]
-        return _meta_from_hash(
+        return meta_from_hash(
             self._run(f"read run {run_id!r}", partial(self._client.hgetall, meta_key))
         )
 
@@ -803,8 +475,8 @@ class RedisStore(Store):
         self, *, newest_first: bool, since: int | None = None, until: int | None = None
     ) -> Iterator[list[bytes]]:
         """Index members in start order, a page at a time, with ``since <= started < until``."""
-        low = b"-" if since is None else b"[" + _index_member(since, "")[:16]
-        high = b"+" if until is None else b"(" + _index_member(until, "")[:16]
+        low = b"-" if since is None else b"[" + index_member(since, "")[:16]
+        high = b"+" if until is None else b"(" + index_member(until, "")[:16]
         while True:
             if newest_first:
                 fetch = partial(
@@ -831,16 +503,16 @@ class RedisStore(Store):
         until: int | None = None,
         limit: int | None = None,
     ) -> list[RunMeta]:
-        since = None if since is None or since < -_INT64 else since
-        until = None if until is None or until >= _INT64 else until
+        since = None if since is None or since < -INT64 else since
+        until = None if until is None or until >= INT64 else until
         left = _UNLIMITED if limit is None else limit
         if left <= 0 or (since is not None and until is not None and since >= until):
             return []
-        if (since is not None and since >= _INT64) or (until is not None and until < -_INT64):
+        if (since is not None and since >= INT64) or (until is not None and until < -INT64):
             return []
         rows: list[RunMeta] = []
         for page in self._index_pages(newest_first=True, since=since, until=until):
-            runs = [_split_member(member) for member in page]
+            runs = [split_member(member) for member in page]
             meta_keys = [self.keys_of(run_id)[1] for _, run_id in runs]
 
             def queue(pipe: Any, meta_keys: list[str] = meta_keys) -> None:
@@ -849,7 +521,7 @@ class RedisStore(Store):
 
             metas = self._run("read run metadata", partial(self._send, queue))
             for (started, _), fields in zip(runs, metas, strict=True):
-                meta = _meta_from_hash(fields)
+                meta = meta_from_hash(fields)
                 # The index may lag its runs' metadata; the metadata is the truth.
                 if (
                     meta is not None
@@ -865,13 +537,13 @@ class RedisStore(Store):
     def prune(self, *, before: int) -> int:
         pruned = 0
         for page in self._index_pages(newest_first=False):
-            runs = [_split_member(member)[1] for member in page]
+            runs = [split_member(member)[1] for member in page]
 
             def queue(pipe: Any, runs: list[str] = runs) -> None:
                 for run_id in runs:
-                    pipe.evalsha(_PRUNE.sha, 3, *self.keys_of(run_id), before)
+                    pipe.evalsha(PRUNE.sha, 3, *self.keys_of(run_id), before)
 
-            outcomes = self._run("prune runs", partial(self._send, queue, _PRUNE))
+            outcomes = self._run("prune runs", partial(self._send, queue, PRUNE))
             pruned += outcomes.count(1)
             # Deleted runs and members whose run has gone leave the index.
             if gone := [m for m, o in zip(page, outcomes, strict=True) if o != 0]:
@@ -885,15 +557,15 @@ class RedisStore(Store):
         expires = now + int(ttl * 1e9)
         reply = self._eval(
             f"acquire the lease of run {run_id!r}",
-            _ACQUIRE,
+            ACQUIRE,
             (lease_key, meta_key),
-            _utf8(owner),
+            utf8(owner),
             now,
             expires,
         )
         if int(reply[0]) == 1:
             raise LeaseHeld(
-                f"run {run_id!r} is being driven by {_text(reply[1])} (lease epoch {int(reply[2])})"
+                f"run {run_id!r} is being driven by {text(reply[1])} (lease epoch {int(reply[2])})"
             )
         return Lease(run_id, owner, int(reply[1]), expires)
 
@@ -901,10 +573,10 @@ class RedisStore(Store):
         expires = now + int(ttl * 1e9)
         renewed = self._eval(
             f"renew the lease of run {lease.run_id!r}",
-            _RENEW,
+            RENEW,
             self.keys_of(lease.run_id)[2:],
             lease.epoch,
-            _utf8(lease.owner),
+            utf8(lease.owner),
             expires,
         )
         if not renewed:
@@ -914,7 +586,7 @@ class RedisStore(Store):
     def release_lease(self, lease: Lease) -> None:
         self._eval(
             f"release the lease of run {lease.run_id!r}",
-            _RELEASE,
+            RELEASE,
             self.keys_of(lease.run_id)[2:],
             lease.epoch,
         )
@@ -926,18 +598,18 @@ class RedisStore(Store):
         )
         if owner is None or epoch is None or expires is None:
             return None
-        return Lease(run_id, _text(owner), int(epoch), int(expires))
+        return Lease(run_id, text(owner), int(epoch), int(expires))
 
     # -- cache ---------------------------------------------------------------------------
 
     def _cache_key(self, key: str) -> str:
-        return f"{self.prefix}:cache:{{{run_tag(key)}}}"
+        return cache_key(self.prefix, key)
 
     def cache_put(self, key: str, payload: bytes, *, expires: int) -> None:
         entry = b"%d:%s" % (expires, payload)
         deadline_ms = expires // 1_000_000 + _CACHE_GRACE_MS
         self._eval(
-            f"put cache entry {key!r}", _CACHE_PUT, (self._cache_key(key),), entry, deadline_ms
+            f"put cache entry {key!r}", CACHE_PUT, (self._cache_key(key),), entry, deadline_ms
         )
 
     def cache_get(self, key: str, *, now: int) -> list[CacheEntry]:
