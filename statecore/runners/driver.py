@@ -563,18 +563,32 @@ class Driver:
                     )
                 )
             return
-        final = settle(
-            node,
-            state,
-            attempt=rt.attempt,
-            now=now,
-            inputs=rt.inputs,
-            parameters=self.view.parameters,
-            ended_run=ended,
-        )
+        def settled(outcome: State) -> State:
+            return settle(
+                node,
+                outcome,
+                attempt=rt.attempt,
+                now=now,
+                inputs=rt.inputs,
+                parameters=self.view.parameters,
+                ended_run=ended,
+            )
+
+        final = settled(state)
+        handled = False
+        if final is not state and node.has_handlers:
+            # Prefect 1's handlers see the run's state, then the retry or the cache step:
+            # Running -> Failed -> Retrying, Running -> Success -> Cached. The log keeps
+            # one event, with the state the whole chain ends in.
+            running = entity_run(self.view, rt.node, rt.index).state
+            first = self._call_task_handlers(rt.node, running, state)
+            final = settled(first)
+            if final is not first:
+                final = self._call_task_handlers(rt.node, first, final)
+            handled = True
         if not node.checkpoint or node.is_secret:
             self.values[(rt.node, rt.index)] = final.result
-        self._transition(rt.node, rt.index, final, rt.attempt, now)
+        self._transition(rt.node, rt.index, final, rt.attempt, now, handlers=not handled)
         if isinstance(final, Cached) and not isinstance(state, Cached):
             self.fresh_cache.append((rt.node, -1 if rt.index is None else rt.index, final))
 
