@@ -34,19 +34,14 @@ Bad input is refused before anything is written to the store.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import unquote
@@ -58,24 +53,30 @@ from rich.text import Text
 
 from statecore.backends import default_store_url, open_store
 from statecore.backends.base import Store
-from statecore.errors import (
-    ConcurrencyError,
-    CorruptEvent,
-    LeaseHeld,
-    LeaseLost,
-    ServiceUnavailable,
-    StatecoreError,
-)
+from statecore.errors import CorruptEvent
 from statecore.flow import Flow
 from statecore.graph import Graph
 from statecore.runners.audit import export_records, iso_time, log_lines, verify_chain
+from statecore.runners.cli_errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_UNFINISHED,
+    EXIT_USAGE,
+    CLIError,
+    translate_errors,
+)
+from statecore.runners.cli_progress import RunProgress
+from statecore.runners.cli_report import print_outcome, styled_state, tasks_table
+from statecore.runners.cli_time import format_duration, parse_time
+from statecore.runners.graph_render import render_dot, render_mermaid
 from statecore.runners.journal import hmac_key
 from statecore.runners.loading import FlowLoadError, load_flow
 from statecore.runners.local import check_parameters, replay, resume, run_flow
 from statecore.runners.rerun import rerun as rerun_flow
-from statecore.runners.timeline import STATE_COLOURS, gantt, html_page
-from statecore.states import Mapped, State, state_class
-from statecore.view import RunView, TaskRun, fold
+from statecore.runners.timeline import gantt, html_page
+from statecore.states import State, state_class
+from statecore.view import RunView, fold
 
 __all__ = [
     "EXIT_FAILED",
@@ -89,40 +90,12 @@ __all__ = [
     "parse_time",
 ]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNFINISHED = 3
-EXIT_UNAVAILABLE = 4
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-
-class CLIError(click.ClickException):
-    """A message for the user and the exit status that goes with it."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        # click declares exit_code a class variable; each error carries its own status
-        object.__setattr__(self, "exit_code", exit_code)
-
-
-def _translate_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Turn statecore's errors into messages with the documented exit status."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return fn(*args, **kwargs)
-        except (ServiceUnavailable, LeaseHeld, LeaseLost, ConcurrencyError) as exc:
-            raise CLIError(str(exc), EXIT_UNAVAILABLE) from exc
-        except ImportError as exc:  # a store URL whose extra is not installed
-            raise CLIError(f"the store cannot be opened: {exc}", EXIT_UNAVAILABLE) from exc
-        except StatecoreError as exc:  # unknown run, corrupt log, changed flow, bad URL, ...
-            raise CLIError(str(exc), EXIT_USAGE) from exc
-
-    return wrapper
+# doctest collects only a module's own functions; the tests run this module's examples,
+# so name those of the helpers that moved out of it here to keep them running.
+__test__ = {"parse_time": parse_time, "format_duration": format_duration}
 
 
 def _store_option(fn: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -215,45 +188,20 @@ def _task_index(graph: Graph, ref: str, option: str) -> int:
         raise CLIError(f"{option} {ref!r}: {exc.args[0]}; tasks: {known}") from exc
 
 
+@contextmanager
+def _interruptible(console: Console, run_id: str, flow_ref: str) -> Iterator[None]:
+    """Ctrl-C while tasks run: the run stays resumable; say how, exit 3."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(
+            f"interrupted; run {run_id} is not finished; continue with: "
+            f"statecore resume {run_id} --flow {flow_ref}"
+        )
+        sys.exit(EXIT_UNFINISHED)
+
+
 # -- parsing ----------------------------------------------------------------------------
-
-_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-def parse_time(text: str, *, now: datetime | None = None) -> int:
-    """A time option as UTC ns: ISO 8601 (naive means UTC) or an age such as ``7d``.
-
-    Times beyond what 64-bit nanoseconds hold (after 2262) are clamped to the limit.
-
-    Raises:
-        click.BadParameter: neither form.
-
-    Example:
-        >>> parse_time("1970-01-01T00:00:01Z")
-        1000000000
-        >>> parse_time("1d", now=datetime(1970, 1, 2, tzinfo=UTC))
-        0
-    """
-    text = text.strip()
-    age = _AGE.fullmatch(text)
-    if age:
-        base = now or datetime.now(UTC)
-        when = base - timedelta(seconds=float(age[1]) * _AGE_UNITS[age[2]])
-    else:
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise click.BadParameter(
-                f"{text!r} is not an ISO 8601 time (2024-05-01, 2024-05-01T12:00:00+02:00) "
-                "or an age (30m, 12h, 7d)"
-            ) from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
-    ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
-    # Stores keep times as signed 64-bit nanoseconds (1677 to 2262): clamp to that range.
-    return max(-(2**63), min(ns, 2**63 - 1))
 
 
 def parse_parameters(pairs: Sequence[str]) -> dict[str, Any]:
@@ -314,189 +262,6 @@ def _write_atomically(path: Path, text: str, option: str) -> None:
         raise CLIError(f"{option} {str(path)!r} cannot be written: {exc}") from exc
 
 
-# -- summaries --------------------------------------------------------------------------
-
-
-def _seconds(ns: int | None) -> str:
-    if ns is None:
-        return ""
-    s = ns / 1e9
-    if s < 1:
-        return f"{s * 1000:.1f}ms"
-    if s < 120:
-        return f"{s:.2f}s"
-    return f"{int(s // 60)}m{s % 60:04.1f}s"
-
-
-def _span(runs: Sequence[TaskRun]) -> int | None:
-    starts = [r.started for r in runs if r.started is not None]
-    ends = [r.ended for r in runs if r.ended is not None]
-    if not starts or not ends:
-        return None
-    return max(ends) - min(starts)
-
-
-def _styled(state: State | str) -> Text:
-    name = state if isinstance(state, str) else state.name
-    return Text(name, style=STATE_COLOURS.get(name, ""))
-
-
-def _children_summary(children: Sequence[TaskRun]) -> str:
-    counts = Counter(c.state.name for c in children)
-    parts = ", ".join(f"{n} {name}" for name, n in counts.most_common())
-    return f"{len(children)} children: {parts}" if children else "no children"
-
-
-def _tasks_table(view: RunView, *, children: bool, limit: int | None = None) -> Table:
-    table = Table(show_edge=True, expand=False)
-    for column in ("task", "key", "state", "attempts", "duration", "message"):
-        table.add_column(column, justify="right" if column in ("attempts", "duration") else "left")
-    names = {t["key"]: t["name"] for t in view.graph.get("tasks", [])}
-    for i, key in enumerate(view.keys):
-        if limit is not None and i >= limit:
-            table.add_row(f"... {len(view.keys) - i} more", "", "", "", "", "")
-            break
-        run = view.runs[i]
-        kids = view.children.get(i)
-        if isinstance(run.state, Mapped) and kids is not None:
-            attempts = str(sum(c.attempt for c in kids))
-            message = _children_summary(kids)
-            duration = _seconds(_span(kids))
-        else:
-            attempts = str(run.attempt)
-            message = run.state.message or ""
-            duration = _seconds(_span([run]))
-        table.add_row(names.get(key, key), key, _styled(run.state), attempts, duration, message)
-        if children and kids:
-            for j, child in enumerate(kids):
-                table.add_row(
-                    f"  {names.get(key, key)}[{j}]",
-                    "",
-                    _styled(child.state),
-                    str(child.attempt),
-                    _seconds(_span([child])),
-                    child.state.message or "",
-                )
-    return table
-
-
-def _outcome(console: Console, view: RunView, flow_ref: str | None) -> None:
-    """The closing lines after run/resume/rerun: counts, failures, what to do next."""
-    counts: Counter[str] = Counter()
-    failed: list[str] = []
-    paused: list[str] = []
-    names = {t["key"]: t["name"] for t in view.graph.get("tasks", [])}
-    for i, key in enumerate(view.keys):
-        entities = [(key, view.runs[i])]
-        if i in view.children:
-            entities = [(f"{key}[{j}]", c) for j, c in enumerate(view.children[i])]
-        for label, run in entities:
-            counts[run.state.name] += 1
-            if run.state.is_failed():
-                failed.append(f"{label}: {run.state.message}")
-            if run.state.is_paused():
-                paused.append(names.get(key, key))
-    summary = ", ".join(f"{n} {name}" for name, n in counts.most_common())
-    console.print(f"tasks: {summary}")
-    for failure in failed[:10]:
-        console.print(Text(f"  failed {failure}", style=STATE_COLOURS["Failed"]))
-    if len(failed) > 10:
-        console.print(f"  ... and {len(failed) - 10} more failures")
-    state = view.flow_state
-    closing = Text("flow ")
-    closing.append_text(_styled(state))
-    closing.append(f": {state.message or ''} (run {view.run_id})")
-    console.print(closing)
-    if not state.is_finished():
-        flow_arg = f" --flow {flow_ref}" if flow_ref else " --flow FILE.py:FLOW"
-        if paused:
-            approve = " ".join(f"--approve {p}" for p in dict.fromkeys(paused))
-            console.print(
-                f"paused at {', '.join(dict.fromkeys(paused))}; to approve: "
-                f"statecore resume {view.run_id}{flow_arg} {approve}"
-            )
-        else:
-            console.print(f"not finished; continue with: statecore resume {view.run_id}{flow_arg}")
-    console.print(f"details: statecore show {view.run_id}", style="dim")
-
-
-@contextmanager
-def _interruptible(console: Console, run_id: str, flow_ref: str) -> Iterator[None]:
-    """Ctrl-C while tasks run: the run stays resumable; say how, exit 3."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        console.print(
-            f"interrupted; run {run_id} is not finished; continue with: "
-            f"statecore resume {run_id} --flow {flow_ref}"
-        )
-        sys.exit(EXIT_UNFINISHED)
-
-
-# -- progress ---------------------------------------------------------------------------
-
-
-class _Progress:
-    """A finished/total bar for a run in progress, fed by polling the store.
-
-    It starts drawing only when stdout is a terminal and the run has taken more than
-    half a second; it reads the log the driver writes (so it lags by at most one
-    group-commit window) and never writes anything.
-    """
-
-    DELAY = 0.5
-    EVERY = 0.25
-
-    def __init__(self, store: Store, run_id: str) -> None:
-        self.store = store
-        self.run_id = run_id
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if sys.stdout.isatty():
-            self._thread = threading.Thread(
-                target=self._loop, name="statecore-progress", daemon=True
-            )
-
-    def __enter__(self) -> _Progress:
-        if self._thread is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-
-    def _counts(self, view: RunView) -> tuple[int, int]:
-        done = total = 0
-        for i, run in enumerate(view.runs):
-            runs = view.children.get(i) if isinstance(run.state, Mapped) else None
-            for r in runs if runs is not None else [run]:
-                total += 1
-                done += r.state.is_finished() and not r.state.is_looped()
-        return done, total
-
-    def _loop(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        if self._stop.wait(self.DELAY):
-            return
-        view = RunView(self.run_id)
-        columns = ("tasks", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
-            task = bar.add_task("tasks", total=None)
-            while True:
-                try:
-                    for event in self.store.read(self.run_id, after=view.head):
-                        view.apply(event)
-                except Exception:  # the bar is a convenience; the run reports errors
-                    return
-                done, total = self._counts(view)
-                bar.update(task, completed=done, total=total or None)
-                if self._stop.wait(self.EVERY):
-                    return
-
-
 # -- the command group ------------------------------------------------------------------
 
 
@@ -518,7 +283,7 @@ def cli() -> None:
 )
 @click.option("--run-id", default=None, help="Id for the new run (an unfinished one resumes).")
 @_store_option
-@_translate_errors
+@translate_errors
 def run(flow_ref: str, params: tuple[str, ...], run_id: str | None, store_url: str | None) -> None:
     """Run the flow FLOW defined in FILE.py."""
     values = parse_parameters(params)
@@ -532,13 +297,13 @@ def run(flow_ref: str, params: tuple[str, ...], run_id: str | None, store_url: s
         run_id = run_id or uuid.uuid4().hex
         existed = store.head(run_id) > 0
         try:
-            with _interruptible(console, run_id, flow_ref), _Progress(store, run_id):
+            with _interruptible(console, run_id, flow_ref), RunProgress(store, run_id):
                 state = run_flow(flow, parameters=values, store=store, run_id=run_id)
         except ValueError as exc:  # another flow's or other parameters' run id
             raise CLIError(str(exc)) from exc
         if existed:
             console.print(f"run {run_id} already existed; it was continued, not started anew")
-        _outcome(console, replay(store, run_id), flow_ref)
+        print_outcome(console, replay(store, run_id), flow_ref)
     sys.exit(_exit_for(state))
 
 
@@ -559,7 +324,7 @@ def run(flow_ref: str, params: tuple[str, ...], run_id: str | None, store_url: s
     help="Resume even though the flow's structure changed since the run started.",
 )
 @_store_option
-@_translate_errors
+@translate_errors
 def resume_command(
     run_id: str,
     flow_ref: str,
@@ -593,7 +358,7 @@ def resume_command(
                 )
         if view.finished():
             console.print(f"run {run_id} already finished; nothing ran")
-        with _interruptible(console, run_id, flow_ref), _Progress(store, run_id):
+        with _interruptible(console, run_id, flow_ref), RunProgress(store, run_id):
             state = resume(
                 run_id,
                 flow,
@@ -601,7 +366,7 @@ def resume_command(
                 approve=[graph.nodes[i].key for i in approved],
                 allow_changed=allow_changed,
             )
-        _outcome(console, replay(store, run_id), flow_ref)
+        print_outcome(console, replay(store, run_id), flow_ref)
     sys.exit(_exit_for(state))
 
 
@@ -624,7 +389,7 @@ def resume_command(
     help="Rerun even though the flow's structure changed (tasks matched by key).",
 )
 @_store_option
-@_translate_errors
+@translate_errors
 def rerun_command(
     run_id: str,
     from_task: str,
@@ -648,7 +413,7 @@ def rerun_command(
         new_run_id = new_run_id or uuid.uuid4().hex
         if store.head(new_run_id) > 0:
             raise CLIError(f"--run-id {new_run_id!r} is already taken in store {store.url}")
-        with _interruptible(console, new_run_id, flow_ref), _Progress(store, new_run_id):
+        with _interruptible(console, new_run_id, flow_ref), RunProgress(store, new_run_id):
             state = rerun_flow(
                 run_id,
                 flow,
@@ -658,7 +423,7 @@ def rerun_command(
                 allow_changed=allow_changed,
             )
         console.print(f"rerun of {run_id} from {from_task}:")
-        _outcome(console, replay(store, new_run_id), flow_ref)
+        print_outcome(console, replay(store, new_run_id), flow_ref)
         click.echo(new_run_id)
     sys.exit(_exit_for(state))
 
@@ -670,7 +435,7 @@ def rerun_command(
 @click.option("--until", default=None, metavar="TIME", help="Only runs started before.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
 @_store_option
-@_translate_errors
+@translate_errors
 def runs(
     flow_name: str | None,
     state: str | None,
@@ -700,11 +465,11 @@ def runs(
         for column in ("run", "flow", "state", "started (UTC)", "duration", "events", "parent"):
             table.add_column(column, justify="right" if column == "events" else "left")
         for meta in found:
-            duration = _seconds(meta.ended - meta.started) if meta.ended is not None else ""
+            duration = format_duration(meta.ended - meta.started) if meta.ended is not None else ""
             table.add_row(
                 meta.run_id,
                 meta.flow_name,
-                _styled(meta.state),
+                styled_state(meta.state),
                 iso_time(meta.started)[:19].replace("T", " "),
                 duration,
                 str(meta.head),
@@ -717,7 +482,7 @@ def runs(
 @click.argument("run_id")
 @click.option("--children", is_flag=True, help="List every mapped child, not a summary.")
 @_store_option
-@_translate_errors
+@translate_errors
 def show(run_id: str, children: bool, store_url: str | None) -> None:
     """Show a run: its flow state, and each task's state, attempts and duration."""
     console = _console()
@@ -726,7 +491,7 @@ def show(run_id: str, children: bool, store_url: str | None) -> None:
         lease = store.get_lease(run_id)
     state = view.flow_state
     head = Text(f"{view.flow_name} · run {view.run_id} · ")
-    head.append_text(_styled(state))
+    head.append_text(styled_state(state))
     if state.message:
         head.append(f": {state.message}")
     console.print(head)
@@ -734,7 +499,7 @@ def show(run_id: str, children: bool, store_url: str | None) -> None:
         ended = view.ended if view.ended is not None else None
         when = f"started {iso_time(view.started)}"
         if ended is not None:
-            when += f", ended {iso_time(ended)} ({_seconds(ended - view.started)})"
+            when += f", ended {iso_time(ended)} ({format_duration(ended - view.started)})"
         console.print(when)
     if view.parent_run:
         console.print(f"rerun of {view.parent_run}")
@@ -742,7 +507,7 @@ def show(run_id: str, children: bool, store_url: str | None) -> None:
         console.print(f"parameters: {json.dumps(view.parameters, default=repr, sort_keys=True)}")
     if lease is not None and lease.expires > time.time_ns() and not view.finished():
         console.print(f"driven by {lease.owner} (lease epoch {lease.epoch})")
-    console.print(_tasks_table(view, children=children))
+    console.print(tasks_table(view, children=children))
     for ts, note in view.notes:
         console.print(f"note {iso_time(ts)} [{note.code}] {note.message}")
     for problem in view.problems:
@@ -761,7 +526,7 @@ def show(run_id: str, children: bool, store_url: str | None) -> None:
     help="Write a self-contained HTML page instead.",
 )
 @_store_option
-@_translate_errors
+@translate_errors
 def timeline(run_id: str, html_out: Path | None, store_url: str | None) -> None:
     """Draw a Gantt of the run's task attempts (terminal, or HTML with --html)."""
     if html_out is not None:
@@ -784,7 +549,7 @@ def timeline(run_id: str, html_out: Path | None, store_url: str | None) -> None:
     help="Include run notes (code changed, interruptions, ...).",
 )
 @_store_option
-@_translate_errors
+@translate_errors
 def logs(run_id: str, notes: bool, store_url: str | None) -> None:
     """Print the log lines the run's tasks wrote through context['logger']."""
     with _store(store_url, run_id=run_id) as store:
@@ -806,7 +571,7 @@ def logs(run_id: str, notes: bool, store_url: str | None) -> None:
     help="Write to this file instead of standard output.",
 )
 @_store_option
-@_translate_errors
+@translate_errors
 def export(run_id: str, output: Path | None, store_url: str | None) -> None:
     """Print the run's log as JSON lines, one event per line.
 
@@ -835,7 +600,7 @@ def export(run_id: str, output: Path | None, store_url: str | None) -> None:
 )
 @click.option("--run", "run_id", default=None, help="Colour tasks by this run's states.")
 @_store_option
-@_translate_errors
+@translate_errors
 def graph(flow_ref: str, fmt: str, run_id: str | None, store_url: str | None) -> None:
     """Print the flow's graph as Graphviz DOT or Mermaid."""
     flow = _load(flow_ref)
@@ -847,81 +612,8 @@ def graph(flow_ref: str, fmt: str, run_id: str | None, store_url: str | None) ->
         if view.flow_name != flow.name:
             raise CLIError(f"run {run_id!r} is a run of flow {view.flow_name!r}, not {flow.name!r}")
         states = {k: view.state_of(i).name for k, i in view.by_key.items()}
-    render = _dot if fmt == "dot" else _mermaid
+    render = render_dot if fmt == "dot" else render_mermaid
     click.echo(render(flow.name, record, states))
-
-
-def _dot_str(*lines: str) -> str:
-    escaped = (line.replace("\\", "\\\\").replace('"', '\\"') for line in lines)
-    return '"' + "\\n".join(escaped) + '"'
-
-
-def _dot(name: str, record: dict[str, Any], states: dict[str, str]) -> str:
-    reference = set(record.get("reference", []))
-    lines = [
-        f"digraph {_dot_str(name)} {{",
-        "  rankdir=LR;",
-        '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];',
-    ]
-    for t in record["tasks"]:
-        attrs = [f"label={_dot_str(t['name'], t['key'])}"]
-        if t.get("kind") == "parameter":
-            attrs.append("shape=ellipse")
-        if t.get("mapped"):
-            attrs.append("peripheries=2")
-        if t["key"] in reference:
-            attrs.append("penwidth=2")
-        if t["key"] in states:
-            attrs.append(f'fillcolor="{STATE_COLOURS.get(states[t["key"]], "#ffffff")}"')
-            attrs.append(f"tooltip={_dot_str(states[t['key']])}")
-        lines.append(f"  {_dot_str(t['key'])} [{', '.join(attrs)}];")
-    for up, down, key, mapped, flattened in record["edges"]:
-        attrs = []
-        label = key or ""
-        if mapped:
-            label += " (flattened, mapped)" if flattened else " (mapped)"
-            attrs.append("style=dashed")
-        if key is None:
-            attrs.append("style=dotted")
-        if label:
-            attrs.append(f"label={_dot_str(label.strip())}")
-        suffix = f" [{', '.join(attrs)}]" if attrs else ""
-        lines.append(f"  {_dot_str(up)} -> {_dot_str(down)}{suffix};")
-    lines.append("}")
-    return "\n".join(lines)
-
-
-def _mermaid_str(text: str) -> str:
-    return text.replace('"', "#quot;")
-
-
-def _mermaid(name: str, record: dict[str, Any], states: dict[str, str]) -> str:
-    ids = {t["key"]: f"t{i}" for i, t in enumerate(record["tasks"])}
-    reference = set(record.get("reference", []))
-    lines = [f"%% flow {_mermaid_str(name)}", "flowchart LR"]
-    for t in record["tasks"]:
-        label = f'"{_mermaid_str(t["name"])}<br/><small>{_mermaid_str(t["key"])}</small>"'
-        if t.get("kind") == "parameter":
-            shape = f"([{label}])"
-        elif t.get("mapped"):
-            shape = f"[[{label}]]"
-        else:
-            shape = f"[{label}]"
-        lines.append(f"  {ids[t['key']]}{shape}")
-    for up, down, key, mapped, flattened in record["edges"]:
-        arrow = "-.->" if mapped else "-->"
-        label = (key or "") + (" flattened" if flattened else "") + (" mapped" if mapped else "")
-        text = f"|{_mermaid_str(label.strip())}|" if label.strip() else ""
-        lines.append(f"  {ids[up]} {arrow}{text} {ids[down]}")
-    for state in sorted(set(states.values())):
-        colour = STATE_COLOURS.get(state, "#ffffff")
-        lines.append(f"  classDef {state} fill:{colour},color:#fff")
-    for key, state in states.items():
-        lines.append(f"  class {ids[key]} {state}")
-    if reference:
-        lines.append("  classDef reference stroke-width:3px")
-        lines.append(f"  class {','.join(ids[k] for k in sorted(reference))} reference")
-    return "\n".join(lines)
 
 
 @cli.command()
@@ -933,7 +625,7 @@ def _mermaid(name: str, record: dict[str, Any], states: dict[str, str]) -> str:
     help="The head hash recorded earlier; a different one is an error.",
 )
 @_store_option
-@_translate_errors
+@translate_errors
 def verify(run_id: str, expect_head: str | None, store_url: str | None) -> None:
     """Recompute the run's hash chain; name the first broken link; print the head hash.
 
@@ -974,7 +666,7 @@ def verify(run_id: str, expect_head: str | None, store_url: str | None) -> None:
 @cli.command()
 @click.argument("run_id")
 @_store_option
-@_translate_errors
+@translate_errors
 def cancel(run_id: str, store_url: str | None) -> None:
     """Ask the process driving RUN_ID to cancel it."""
     with _store(store_url, run_id=run_id) as store:
@@ -1005,7 +697,7 @@ def cancel(run_id: str, store_url: str | None) -> None:
     help="Delete finished runs that ended before this time.",
 )
 @_store_option
-@_translate_errors
+@translate_errors
 def prune(before: str, store_url: str | None) -> None:
     """Delete finished runs (their events, leases and metadata) that ended before TIME."""
     cutoff = parse_time(before)
