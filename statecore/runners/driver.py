@@ -52,8 +52,8 @@ from statecore.runners.execution import (
 )
 from statecore.runners.journal import Journal
 from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
+from statecore.runners.result_cache import ResultCache
 from statecore.scrubbing import scrub
-from statecore.serialization import packb, unpackb
 from statecore.states import (
     NOT_PERSISTED,
     Cached,
@@ -148,8 +148,9 @@ class Driver:
         )
         self.candidates: dict[Entity, None] = {}
         self.waits: list[tuple[int, Entity]] = []
-        self.cache: dict[int, list[Cached]] = {}
-        self.fresh_cache: list[tuple[int, int, Cached]] = []
+        self.cache = ResultCache(
+            store, graph, lambda value: bool(self.known_secrets) and self._scrub(value) is not value
+        )
         #: entities that ran in this call (a single pass runs each at most once)
         self.attempted: set[Entity] = set()
         self.pending_logs: deque[LogRecord] = deque()
@@ -192,7 +193,7 @@ class Driver:
                         "host that is gone",
                         {"previous_owner": self.took_over_from},
                     )
-                self._load_cache()
+                self.cache.load(now_ns())
                 self._init_blockers()
                 for node_i, waiting in enumerate(self.blockers):
                     if waiting:
@@ -324,26 +325,6 @@ class Driver:
         for entity in all_entities(view):
             self.candidates[entity] = None
 
-    def _load_cache(self) -> None:
-        now = now_ns()
-        for node in self.graph.nodes:
-            if node.cache_for_ns is None:
-                continue
-            found: list[Cached] = []
-            for entry in self.store.cache_get(self._cache_key(node.index), now=now):
-                try:
-                    message, result, inputs, params, expires = unpackb(entry.payload)
-                except Exception:
-                    continue
-                found.append(Cached(message, result, inputs, params, expires))
-            # oldest first, as Prefect 1 offers candidates: the first valid one wins
-            found.reverse()
-            self.cache[node.index] = found
-
-    def _cache_key(self, node: int) -> str:
-        n = self.graph.nodes[node]
-        return n.cache_key or f"{self.graph.flow_name}:{n.key}"
-
     def _cancel_requested(self) -> bool:
         if self.cancelled:
             return True
@@ -381,7 +362,9 @@ class Driver:
                 batch = list(self.candidates)
                 self.candidates.clear()
                 now = now_ns()
-                decision = decide(graph, view, now, batch, cache=self.cache, retry_now=retry_now)
+                decision = decide(
+                    graph, view, now, batch, cache=self.cache.candidates, retry_now=retry_now
+                )
                 for action in decision.set_states:
                     self._transition(action.node, action.index, action.state, 0, now)
                 for wake in decision.wake:
@@ -563,6 +546,7 @@ class Driver:
                     )
                 )
             return
+
         def settled(outcome: State) -> State:
             return settle(
                 node,
@@ -590,47 +574,11 @@ class Driver:
             self.values[(rt.node, rt.index)] = final.result
         self._transition(rt.node, rt.index, final, rt.attempt, now, handlers=not handled)
         if isinstance(final, Cached) and not isinstance(state, Cached):
-            self.fresh_cache.append((rt.node, -1 if rt.index is None else rt.index, final))
+            self.cache.add(rt.node, rt.index, final)
 
     def _store_fresh_cache(self) -> None:
-        """Write this run's new cached results, in task and map-index order.
-
-        As in Prefect 1, results cached by a run become candidates for later runs only:
-        mapped children of one run never reuse each other's results.
-        """
-        for node, _, state in sorted(self.fresh_cache, key=lambda item: item[:2]):
-            self._cache_put(node, state)
-        self.fresh_cache.clear()
-
-    def _cache_put(self, node: int, state: Cached) -> None:
-        spec = self.graph.nodes[node]
-        if not spec.checkpoint or spec.is_secret:
-            return  # only results the log stores are cached
-        if self.known_secrets and any(
-            self._scrub(part) is not part
-            for part in (state.result, state.cached_inputs, state.cached_parameters)
-        ):
-            # the cache outlives the run and is shared: a value holding a secret stays out
-            self._note(
-                "cache-skipped",
-                f"{self.graph.nodes[node].key}: result not cached, it holds a secret",
-                None,
-            )
-            return
-        try:
-            payload = packb(
-                [
-                    state.message,
-                    state.result,
-                    state.cached_inputs,
-                    state.cached_parameters,
-                    state.cached_result_expiration,
-                ]
-            )
-        except SerializationError:
-            return
-        expires = state.cached_result_expiration or 0
-        self.store.cache_put(self._cache_key(node), payload, expires=expires)
+        for key in self.cache.write():
+            self._note("cache-skipped", f"{key}: result not cached, it holds a secret", None)
 
     def _rehydrate(self, rt: RunTask) -> RunTask:
         """Recompute inputs whose results were never stored (secrets, checkpoint=False)."""
