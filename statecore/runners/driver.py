@@ -547,18 +547,16 @@ class Driver:
                 )
             return
 
-        def settled(outcome: State) -> State:
-            return settle(
-                node,
-                outcome,
-                attempt=rt.attempt,
-                now=now,
-                inputs=rt.inputs,
-                parameters=self.view.parameters,
-                ended_run=ended,
-            )
-
-        final = settled(state)
+        params = self.view.parameters
+        final = settle(
+            node,
+            state,
+            attempt=rt.attempt,
+            now=now,
+            inputs=rt.inputs,
+            parameters=params,
+            ended_run=ended,
+        )
         handled = False
         if final is not state and node.has_handlers:
             # Prefect 1's handlers see the run's state, then the retry or the cache step:
@@ -566,7 +564,9 @@ class Driver:
             # one event, with the state the whole chain ends in.
             running = entity_run(self.view, rt.node, rt.index).state
             first = self._call_task_handlers(rt.node, running, state)
-            final = settled(first)
+            final = settle(
+                node, first, attempt=rt.attempt, now=now, inputs=rt.inputs, parameters=params
+            )
             if final is not first:
                 final = self._call_task_handlers(rt.node, first, final)
             handled = True
