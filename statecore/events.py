@@ -22,9 +22,11 @@ is detected (``statecore verify``). With ``STATECORE_HMAC_KEY`` set the chain is
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import blake2b as _blake2b
-from typing import Any
+from typing import Any, Final, cast
 
 from statecore.errors import CorruptEvent, SchemaVersionError
 from statecore.serialization import packb, unpackb
@@ -41,6 +43,7 @@ __all__ = [
     "decode_body",
     "encode_body",
     "encode_state_change",
+    "make_event",
 ]
 
 SCHEMA_VERSION = 1
@@ -231,3 +234,58 @@ def decode_body(event: StoredEvent) -> Body:
             f"run {event.run_id!r}, event {event.seq}: malformed {event.kind!r} payload ({exc})"
         ) from exc
     raise CorruptEvent(f"run {event.run_id!r}, event {event.seq}: unknown kind {event.kind!r}")
+
+
+class _FastStoredEvent:
+    """Builds :class:`StoredEvent` about three times faster (stores' reads, the journal).
+
+    ``StoredEvent`` is a frozen dataclass, whose ``__init__`` sets every field through
+    ``object.__setattr__``; on a long stream that dominates a read, and it is a visible
+    share of the runner's cost per event. This class has the
+    same slots, fills them with plain assignments and then becomes a ``StoredEvent``
+    (same layout, so CPython allows the class change). :func:`_pick_event_factory`
+    checks that at import time and falls back to ``StoredEvent`` itself if not.
+    """
+
+    __slots__ = ("epoch", "kind", "payload", "prev_hash", "run_id", "seq", "ts")
+
+    def __init__(
+        self,
+        run_id: str,
+        seq: int,
+        epoch: int,
+        prev_hash: bytes,
+        kind: str,
+        ts: int,
+        payload: bytes,
+    ) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.epoch = epoch
+        self.prev_hash = prev_hash
+        self.kind = kind
+        self.ts = ts
+        self.payload = payload
+        self.__class__ = StoredEvent  # type: ignore[assignment]
+
+
+_EventFactory = Callable[[str, int, int, bytes, str, int, bytes], StoredEvent]
+
+
+def _pick_event_factory() -> _EventFactory:
+    names = sorted(field.name for field in dataclasses.fields(StoredEvent))
+    if names != sorted(_FastStoredEvent.__slots__):
+        return StoredEvent
+    probe_fields = ("r", 1, 2, b"h", "k", 3, b"p")
+    try:
+        probe: object = _FastStoredEvent(*probe_fields)
+    except TypeError:  # the layouts differ after all
+        return StoredEvent
+    if type(probe) is not StoredEvent or probe != StoredEvent(*probe_fields):
+        return StoredEvent
+    return cast(_EventFactory, _FastStoredEvent)
+
+
+make_event: Final = _pick_event_factory()
+"""``make_event(run_id, seq, epoch, prev_hash, kind, ts, payload)``: a :class:`StoredEvent`,
+built the fast way where CPython allows it."""

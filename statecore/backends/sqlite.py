@@ -23,7 +23,6 @@ locked or unreadable database :class:`~statecore.errors.StoreUnavailable` naming
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import sqlite3
@@ -46,7 +45,7 @@ from statecore.errors import (
     StatecoreError,
     StoreUnavailable,
 )
-from statecore.events import StoredEvent
+from statecore.events import StoredEvent, make_event
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -145,56 +144,7 @@ class _Connection(sqlite3.Connection):
     find every thread's connection in ``close()`` without keeping dead threads' alive."""
 
 
-class _FastStoredEvent:
-    """Builds :class:`StoredEvent` rows for ``read`` about three times faster.
-
-    ``StoredEvent`` is a frozen dataclass, whose ``__init__`` sets every field through
-    ``object.__setattr__``; on a long stream that dominates ``read``. This class has the
-    same slots, fills them with plain assignments and then becomes a ``StoredEvent``
-    (same layout, so CPython allows the class change). :func:`_pick_event_factory`
-    checks that at import time and falls back to ``StoredEvent`` itself if not.
-    """
-
-    __slots__ = ("epoch", "kind", "payload", "prev_hash", "run_id", "seq", "ts")
-
-    def __init__(
-        self,
-        run_id: str,
-        seq: int,
-        epoch: int,
-        prev_hash: bytes,
-        kind: str,
-        ts: int,
-        payload: bytes,
-    ) -> None:
-        self.run_id = run_id
-        self.seq = seq
-        self.epoch = epoch
-        self.prev_hash = prev_hash
-        self.kind = kind
-        self.ts = ts
-        self.payload = payload
-        self.__class__ = StoredEvent  # type: ignore[assignment]
-
-
-_EventFactory = Callable[[str, int, int, bytes, str, int, bytes], StoredEvent]
-
-
-def _pick_event_factory() -> _EventFactory:
-    names = sorted(field.name for field in dataclasses.fields(StoredEvent))
-    if names != sorted(_FastStoredEvent.__slots__):
-        return StoredEvent
-    probe_fields = ("r", 1, 2, b"h", "k", 3, b"p")
-    try:
-        probe: object = _FastStoredEvent(*probe_fields)
-    except TypeError:  # the layouts differ after all
-        return StoredEvent
-    if type(probe) is not StoredEvent or probe != StoredEvent(*probe_fields):
-        return StoredEvent
-    return cast(_EventFactory, _FastStoredEvent)
-
-
-_make_event: Final = _pick_event_factory()
+_make_event: Final = make_event
 
 # A forked child must not use (or close) connections inherited from its parent: SQLite's
 # locks are per process. Counting forks lets each store notice and open fresh ones.

@@ -161,6 +161,7 @@ class Driver:
         self.redispatch: list[RunTask] = []
         self.values: dict[Entity, Any] = {}
         self.cancelled = False
+        self.may_lack_results = view.head > 0
         self.took_over_from: str | None = None
         self._next_cancel_check = 0.0
         self.blockers: list[int] = []
@@ -260,6 +261,7 @@ class Driver:
         event = self.journal.add(start, ts)
         self.view.apply(event)
         self._flow_transition(Running("Running flow."), ts)
+        self.may_lack_results = bool(reuse)
         for node, state in {**reuse, **initial}.items():
             if type(state) is Pending:
                 continue  # every task starts Pending: nothing to record
@@ -414,7 +416,8 @@ class Driver:
                 if (rt.node, rt.index) in self.attempted:
                     continue  # e.g. ENDRUN(Pending()): one pass runs a task once
                 self.attempted.add((rt.node, rt.index))
-            if any(v is NOT_PERSISTED for v in rt.inputs.values()):
+            # only a resumed run or a rerun starts from results that were never stored
+            if self.may_lack_results and any(v is NOT_PERSISTED for v in rt.inputs.values()):
                 try:
                     rt = self._rehydrate(rt)
                 except StatecoreError as exc:

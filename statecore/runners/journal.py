@@ -17,7 +17,7 @@ from typing import Any
 
 from statecore.backends.base import Lease, RunMeta, Store
 from statecore.errors import ConcurrencyError, LeaseLost
-from statecore.events import Body, StoredEvent, chain_hash, encode_body
+from statecore.events import Body, StoredEvent, chain_hash, encode_body, make_event
 
 __all__ = ["Journal", "hmac_key"]
 
@@ -79,7 +79,7 @@ class Journal:
     def add_payload(self, kind: str, payload: bytes, ts: int) -> StoredEvent:
         """Number, chain and buffer an encoded event; commit when the window is full."""
         self.head += 1
-        event = StoredEvent(self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload)
+        event = make_event(self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload)
         self.prev_hash = chain_hash(event, self.key)
         buffer = self.buffer
         if not buffer:
