@@ -13,7 +13,7 @@ from typing import Any
 
 from statecore.backends.base import RunMeta
 from statecore.errors import CorruptEvent
-from statecore.events import StoredEvent
+from statecore.events import StoredEvent, make_event
 
 _KINDS: dict[bytes, str] = {b"run": "run", b"state": "state", b"log": "log", b"note": "note"}
 
@@ -43,7 +43,7 @@ def decode_entries(run_id: str, entries: list[Any], first: int) -> list[StoredEv
     try:
         if entries and entries[0][0] == b"0-%d" % first and entries[-1][0] == b"0-%d" % last:
             return [
-                StoredEvent(run_id, seq, int(e), h, kinds.get(k) or text(k), int(t), p)
+                make_event(run_id, seq, int(e), h, kinds.get(k) or text(k), int(t), p)
                 for seq, (_, (_, e, _, h, _, k, _, t, _, p)) in enumerate(entries, first)
             ]
         return [_decode_entry(run_id, entry) for entry in entries]
