@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
@@ -57,14 +57,20 @@ def _must_run() -> bool:
     return os.environ.get("CI") == "true"
 
 
+def service_missing(reason: str) -> NoReturn:
+    """A service a test needs is missing: under ``CI=true`` (where .ci/run installs and
+    starts it) the test fails; elsewhere it is skipped with the reason."""
+    if _must_run():
+        pytest.fail(f"CI=true and a service the tests need is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The test server's URL; skip (fail under ``CI=true``) if it is unreachable."""
     url, reason = _unreachable()
     if reason is not None:
-        if _must_run():
-            pytest.fail(f"CI=true and the Redis tests cannot run: {reason}", pytrace=False)
-        pytest.skip(f"{reason}; start one or set STATECORE_TEST_REDIS_URL")
+        service_missing(f"{reason}; start one or set STATECORE_TEST_REDIS_URL")
     return url
 
 

@@ -15,7 +15,6 @@ here, so a ``chmod`` of the file or directory would not stop SQLite; the lock do
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import socket
 import sqlite3
@@ -36,6 +35,8 @@ from statecore.events import StoredEvent, chain_hash
 from statecore.runners import LocalRunner, replay, resume
 from statecore.states import Mapped, Running, Success
 from statecore.view import fold
+
+from .conftest import service_missing
 
 RUNNER = {"lease_ttl": 1.0, "lease_renew": 0.3, "group_events": 8, "max_workers": 4}
 
@@ -235,9 +236,7 @@ class PrivateRedis:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and redis-server is not installed", pytrace=False)
-        pytest.skip("redis-server is not installed")
+        service_missing("redis-server is not installed")
     server = PrivateRedis(tmp_path)
     server.start()
     yield server

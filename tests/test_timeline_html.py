@@ -9,7 +9,6 @@ saved. Under CI (``CI=true``) a missing Chromium fails the test instead of skipp
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -24,6 +23,8 @@ from statecore.runners.loading import load_flow
 from statecore.runners.local import replay, resume
 from statecore.runners.timeline import html_page, task_bars
 from statecore.view import RunView
+
+from .conftest import service_missing
 
 FLOWS = Path(__file__).parent / "flows" / "demo.py"
 
@@ -75,9 +76,7 @@ def find_chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    if os.environ.get("CI") == "true":
-        pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
-    pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    service_missing("chromium is not installed (apt-get install -y chromium)")
 
 
 def chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
