@@ -183,8 +183,10 @@ class RunView:
         self.logs: list[tuple[int, LogRecord]] = []
         self.notes: list[tuple[int, Note]] = []
         self.problems: list[str] = []
-        #: keep timeline entries (the live runner turns this off: audits replay the log)
+        #: keep timeline entries as events are folded (fold() and the live runner do not:
+        #: fold() keeps its events and derives the timeline when asked)
         self.track = True
+        self._source: list[StoredEvent] | None = None
 
     # -- folding ------------------------------------------------------------------------
 
@@ -281,6 +283,7 @@ class RunView:
 
     def apply(self, event: StoredEvent) -> None:
         """Fold one stored event."""
+        self._source = None
         self.apply_many((event,))
 
     def apply_many(self, events: Iterable[StoredEvent]) -> None:
@@ -333,9 +336,7 @@ class RunView:
                         raise CorruptEvent(
                             f"run {self.run_id!r}, event {seq}: unknown task {task!r}"
                         )
-                    if index is not None and not (
-                        node in children and 0 <= index < len(children[node])
-                    ):
+                    if index is not None and not 0 <= index < len(children.get(node, ())):
                         raise CorruptEvent(
                             f"run {self.run_id!r}, event {seq}: {task}[{index}]"
                             " is not a child of a mapped task"
@@ -367,6 +368,7 @@ class RunView:
         """Record that ``event`` (already folded through :meth:`apply_state`) is the head."""
         self.head = event.seq
         self.last_event = event
+        self._source = None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -385,6 +387,11 @@ class RunView:
 
     def timeline(self) -> list[TimelineEntry]:
         """Every state change in log order (data, not drawing)."""
+        if not self.track and self._source is not None:
+            # a replayed view: fold its events again, this time keeping the timeline
+            shadow = RunView(self.run_id)
+            shadow.apply_many(self._source)
+            return shadow.timeline()
         keys = self.keys
         return [
             TimelineEntry(seq, ts, None if n is None else keys[n], i, old, new, attempt, message)
@@ -452,6 +459,9 @@ def fold(events: Iterable[StoredEvent], *, run_id: str | None = None) -> RunView
     """
     events = list(events)
     view = RunView(run_id or (events[0].run_id if events else ""))
+    # audits rarely ask for the timeline of a big log: derive it on demand
+    view.track = False
     view.apply_many(events)
+    view._source = events
     return view
 
