@@ -359,7 +359,7 @@ class Flow:
         runner: Any = None,
         **kwargs: Any,
     ) -> State:
-        """Run the flow and return its final state (see README, "Running").
+        """Run the flow and return its final state (README: "A flow", "Resume, rerun, cancel").
 
         Keyword arguments that name a parameter are taken as its value, as in Prefect 1.
         Imports the runner lazily: the core itself does no I/O.

@@ -347,8 +347,6 @@ class Parameter(Task):
             required when it has no default.
     """
 
-    _NO_DEFAULT = object()
-
     def __init__(
         self,
         name: str,

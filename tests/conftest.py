@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
+from statecore.backends.memory import MemoryStore
+from statecore.backends.sqlite import SQLiteStore
+
 if TYPE_CHECKING:
     from statecore.backends.base import Store
     from statecore.backends.redis import RedisStore
@@ -135,3 +138,27 @@ def redis_store(redis_url: str, redis_cleanup: Callable[[str], None]) -> Iterato
     store = RedisStore(redis_url, prefix=prefix, retries=1, backoff=0.01)
     yield store
     store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each store in turn: memory, SQLite in ``tmp_path``, Redis under a fresh prefix.
+
+    A test module that defines its own ``store`` fixture overrides this one.
+    """
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        s: Store = SQLiteStore(tmp_path / "runs.db")
+    else:
+        from statecore.backends.redis import RedisStore
+
+        redis_url = request.getfixturevalue("redis_url")
+        prefix = unique_prefix()
+        request.getfixturevalue("redis_cleanup")(prefix)
+        s = RedisStore(redis_url, prefix=prefix)
+    try:
+        yield s
+    finally:
+        s.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -56,26 +55,6 @@ def _reset_calls() -> None:
 
 def count(name: str) -> None:
     CALLS[name] += 1
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    if request.param == "sqlite":
-        s: Store = SQLiteStore(tmp_path / "runs.db")
-    else:
-        from statecore.backends.redis import RedisStore
-
-        redis_url = request.getfixturevalue("redis_url")
-        prefix = unique_prefix()
-        request.getfixturevalue("redis_cleanup")(prefix)
-        s = RedisStore(redis_url, prefix=prefix)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def assert_same_states(folded: Any, returned: Any, keys: list[str]) -> None:

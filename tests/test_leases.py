@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from statecore import Flow, task, triggers
-from statecore.backends import MemoryStore, SQLiteStore, Store
+from statecore.backends import SQLiteStore, Store
 from statecore.errors import LeaseHeld, LeaseLost, StatecoreError
 from statecore.events import StoredEvent, chain_hash
 from statecore.runners import LocalRunner, replay, resume
@@ -58,27 +58,6 @@ def assert_chain(events: list[StoredEvent]) -> None:
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     for previous, event in itertools.pairwise(events):
         assert event.prev_hash == chain_hash(previous), event.seq
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    if request.param == "sqlite":
-        s: Store = SQLiteStore(tmp_path / "runs.db")
-    else:
-        redis_url = request.getfixturevalue("redis_url")
-        cleanup = request.getfixturevalue("redis_cleanup")
-        from statecore.backends.redis import RedisStore
-
-        prefix = unique_prefix()
-        cleanup(prefix)
-        s = RedisStore(redis_url, prefix=prefix)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture(params=["sqlite", "redis"])
