@@ -9,8 +9,9 @@ store, ``--repeat`` times on a fresh store:
 
 * append: the events appended in order in batches of ``--batch`` (default 500), each an
   ``append(..., expected_seq=head)`` call; events/s over the whole log;
-* replay: ``statecore.runners.replay(store, run_id)`` (``store.read`` + ``fold``), what
-  ``resume`` and the CLI do; events/s. Read alone and fold alone are shown to split the cost.
+* replay: ``statecore.runners.replay(store, run_id)`` (``store.scan`` + ``fold_rows``, then
+  the last event read whole), what ``resume`` and the CLI do; events/s. The scan alone and
+  the fold alone are shown to split the cost.
 
 Medians are reported. Targets (issue 4): replay >= 500k events/s from SQLite, >= 300k
 from Redis (with hiredis).
@@ -33,7 +34,7 @@ from workloads import STORES, StoreFactory, build_w3, ensure_redis  # noqa: E402
 from statecore.backends.memory import MemoryStore  # noqa: E402
 from statecore.events import StoredEvent  # noqa: E402
 from statecore.runners.local import collector_paused, replay  # noqa: E402
-from statecore.view import fold  # noqa: E402
+from statecore.view import fold_rows  # noqa: E402
 
 TARGETS = {"sqlite": 500_000, "redis": 300_000}
 
@@ -67,9 +68,9 @@ def measure(
                     # the split, each under the same collector pause replay() uses
                     with collector_paused():
                         t0 = time.perf_counter()
-                        got = store.read(run_id)
+                        got = list(store.scan(run_id))
                         t1 = time.perf_counter()
-                        view = fold(got, run_id=run_id)
+                        view = fold_rows(got, run_id=run_id, again=list)
                         t2 = time.perf_counter()
                     if len(got) != n or view.head != n:
                         raise SystemExit(f"{kind}: replay saw {len(got)} events, head {view.head}")
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(
-        "| store | append events/s | replay (read + fold) events/s | read events/s "
+        "| store | append events/s | replay (scan + fold) events/s | scan events/s "
         "| fold events/s | replay target |"
     )
     print("|---|---:|---:|---:|---:|---|")

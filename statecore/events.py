@@ -34,6 +34,7 @@ from statecore.serialization import packb, unpackb
 __all__ = [
     "SCHEMA_VERSION",
     "Body",
+    "EventRow",
     "LogRecord",
     "Note",
     "RunStarted",
@@ -41,6 +42,7 @@ __all__ = [
     "StoredEvent",
     "chain_hash",
     "decode_body",
+    "decode_payload",
     "encode_body",
     "encode_state_change",
     "make_event",
@@ -147,6 +149,9 @@ class Note:
 
 Body = RunStarted | StateChanged | LogRecord | Note
 
+EventRow = tuple[int, str, int, bytes]
+"""What replay folds of an event: ``(seq, kind, ts, payload)`` (see ``Store.scan``)."""
+
 
 def encode_state_change(
     task: str | None,
@@ -204,36 +209,49 @@ def decode_body(event: StoredEvent) -> Body:
         SchemaVersionError: the event was written by a newer statecore.
         CorruptEvent: the payload cannot be decoded; names the run and sequence number.
     """
+    return decode_payload(event.run_id, event.seq, event.kind, event.payload)
+
+
+def decode_payload(run_id: str, seq: int, kind: str, payload: bytes) -> Body:
+    """Decode the payload of the event ``seq`` of ``kind`` in run ``run_id``.
+
+    What :func:`decode_body` does, for a reader that has the row's fields rather than a
+    :class:`StoredEvent` (the replay loop reads rows).
+
+    Raises:
+        SchemaVersionError: the event was written by a newer statecore.
+        CorruptEvent: the payload cannot be decoded; names the run and sequence number.
+    """
     try:
-        items = unpackb(event.payload)
+        items = unpackb(payload)
         version = items[0]
     except Exception as exc:
         raise CorruptEvent(
-            f"run {event.run_id!r}, event {event.seq}: payload cannot be decoded ({exc})"
+            f"run {run_id!r}, event {seq}: payload cannot be decoded ({exc})"
         ) from exc
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise SchemaVersionError(
-            f"run {event.run_id!r}, event {event.seq}: written with event schema "
+            f"run {run_id!r}, event {seq}: written with event schema "
             f"{version!r}, newer than this statecore's {SCHEMA_VERSION}; upgrade statecore"
         )
     try:
-        if event.kind == KIND_STATE:
+        if kind == KIND_STATE:
             _, task, index, prev, new, attempt, message, result, stored, extra = items
             return StateChanged(task, index, prev, new, attempt, message, result, stored, extra)
-        if event.kind == KIND_RUN:
+        if kind == KIND_RUN:
             _, flow_name, graph, parameters, parent = items
             return RunStarted(flow_name, graph, parameters, parent)
-        if event.kind == KIND_LOG:
+        if kind == KIND_LOG:
             _, task, index, level, message = items
             return LogRecord(task, index, level, message)
-        if event.kind == KIND_NOTE:
+        if kind == KIND_NOTE:
             _, code, message, data = items
             return Note(code, message, data)
     except (TypeError, ValueError) as exc:
         raise CorruptEvent(
-            f"run {event.run_id!r}, event {event.seq}: malformed {event.kind!r} payload ({exc})"
+            f"run {run_id!r}, event {seq}: malformed {kind!r} payload ({exc})"
         ) from exc
-    raise CorruptEvent(f"run {event.run_id!r}, event {event.seq}: unknown kind {event.kind!r}")
+    raise CorruptEvent(f"run {run_id!r}, event {seq}: unknown kind {kind!r}")
 
 
 class _FastStoredEvent:

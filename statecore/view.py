@@ -7,8 +7,10 @@ same :meth:`RunView.apply_state`, so ``fold(log)`` equals what the run returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 from statecore import machine
@@ -16,12 +18,13 @@ from statecore.errors import CorruptEvent, IllegalTransition, UnknownState
 from statecore.events import (
     KIND_STATE,
     SCHEMA_VERSION,
+    EventRow,
     LogRecord,
     Note,
     RunStarted,
     StateChanged,
     StoredEvent,
-    decode_body,
+    decode_payload,
 )
 from statecore.graph import resolve_task_ref
 from statecore.serialization import unpackb
@@ -46,10 +49,19 @@ from statecore.states import (
     state_class,
 )
 
-__all__ = ["RunView", "TaskRun", "TaskStates", "TimelineEntry", "fold", "state_from_change"]
+__all__ = [
+    "RunView",
+    "TaskRun",
+    "TaskStates",
+    "TimelineEntry",
+    "fold",
+    "fold_rows",
+    "state_from_change",
+]
 
 NOT_RUN = "Task not run."
 _TASK_TABLE = machine.TASK_TRANSITIONS
+_ROW: Callable[[StoredEvent], EventRow] = attrgetter("seq", "kind", "ts", "payload")
 _CHANGE_FIELDS = (
     "task", "index", "prev", "new", "attempt", "message", "result", "result_stored", "extra"
 )
@@ -186,7 +198,8 @@ class RunView:
         #: keep timeline entries as events are folded (fold() and the live runner do not:
         #: fold() keeps its events and derives the timeline when asked)
         self.track = True
-        self._source: list[StoredEvent] | None = None
+        #: a replayed view's way to read its events again, for timeline()
+        self._source: Callable[[], Iterable[EventRow]] | None = None
 
     # -- folding ------------------------------------------------------------------------
 
@@ -283,11 +296,24 @@ class RunView:
 
     def apply(self, event: StoredEvent) -> None:
         """Fold one stored event."""
-        self._source = None
         self.apply_many((event,))
 
-    def apply_many(self, events: Iterable[StoredEvent]) -> None:
-        """Fold events in order: the replay loop, kept tight because audits fold big logs.
+    def apply_many(self, events: Sequence[StoredEvent]) -> None:
+        """Fold stored events in order.
+
+        Raises:
+            CorruptEvent: a gap, an undecodable event, an unknown task or state name.
+        """
+        if not events:
+            return
+        self._source = None
+        self.apply_rows(map(_ROW, events))
+        self.last_event = events[-1]
+
+    def apply_rows(self, rows: Iterable[EventRow]) -> None:
+        """Fold events given as ``(seq, kind, ts, payload)`` rows, in order: the replay
+        loop, kept tight because audits and resumes fold big logs. It does not set
+        :attr:`last_event` (a row lacks the envelope's hash); the caller does.
 
         Raises:
             CorruptEvent: a gap, an undecodable event, an unknown task or state name.
@@ -297,24 +323,29 @@ class RunView:
         by_key = self.by_key
         children = self.children
         apply_state = self.apply_state
+        run_id = self.run_id
         head = self.head
-        event: StoredEvent | None = None
-        for event in events:
-            seq = event.seq
-            if seq != head + 1:
-                raise CorruptEvent(
-                    f"run {self.run_id!r}: event {seq} follows {head}; the log has a gap"
-                )
-            head = seq
-            if event.kind == KIND_STATE:
+        try:
+            for seq, kind, ts, payload in rows:
+                if seq != head + 1:
+                    raise CorruptEvent(
+                        f"run {run_id!r}: event {seq} follows {head}; the log has a gap"
+                    )
+                if kind != KIND_STATE:
+                    self._apply_other(seq, kind, ts, payload)
+                    head = seq
+                    # a run or graph-changed event may have replaced the task index
+                    by_key = self.by_key
+                    children = self.children
+                    continue
                 try:
-                    items = unpack(event.payload)
+                    items = unpack(payload)
                 except Exception as exc:
                     raise CorruptEvent(
-                        f"run {self.run_id!r}, event {seq}: payload cannot be decoded ({exc})"
+                        f"run {run_id!r}, event {seq}: payload cannot be decoded ({exc})"
                     ) from exc
                 if type(items) is not list or len(items) != 10 or items[0] != SCHEMA_VERSION:
-                    change = decode_body(event)
+                    change = decode_payload(run_id, seq, kind, payload)
                     assert isinstance(change, StateChanged)
                     items = [SCHEMA_VERSION, *(getattr(change, f) for f in _CHANGE_FIELDS)]
                 _, task, index, prev, new, attempt, message, result, stored, extra = items
@@ -327,40 +358,33 @@ class RunView:
                     try:
                         state = build_state(new, message, result, extra)
                     except UnknownState as exc:
-                        raise CorruptEvent(f"run {self.run_id!r}, event {seq}: {exc}") from None
+                        raise CorruptEvent(f"run {run_id!r}, event {seq}: {exc}") from None
                 if task is None:
                     node = None
                 else:
                     node = by_key.get(task)
                     if node is None:
-                        raise CorruptEvent(
-                            f"run {self.run_id!r}, event {seq}: unknown task {task!r}"
-                        )
+                        raise CorruptEvent(f"run {run_id!r}, event {seq}: unknown task {task!r}")
                     if index is not None and not 0 <= index < len(children.get(node, ())):
                         raise CorruptEvent(
-                            f"run {self.run_id!r}, event {seq}: {task}[{index}]"
+                            f"run {run_id!r}, event {seq}: {task}[{index}]"
                             " is not a child of a mapped task"
                         )
-                apply_state(node, index, state, attempt, event.ts, seq, prev)
-            else:
-                self._apply_other(event)
-                # a run or graph-changed event may have replaced the task index
-                by_key = self.by_key
-                children = self.children
+                apply_state(node, index, state, attempt, ts, seq, prev)
+                head = seq
+        finally:
             self.head = head
-        if event is not None:
-            self.last_event = event
 
-    def _apply_other(self, event: StoredEvent) -> None:
-        body = decode_body(event)
+    def _apply_other(self, seq: int, kind: str, ts: int, payload: bytes) -> None:
+        body = decode_payload(self.run_id, seq, kind, payload)
         if isinstance(body, RunStarted):
-            if event.seq != 1:
-                raise CorruptEvent(f"run {self.run_id!r}: a second run event at {event.seq}")
-            self.start(body, event.ts)
+            if seq != 1:
+                raise CorruptEvent(f"run {self.run_id!r}: a second run event at {seq}")
+            self.start(body, ts)
         elif isinstance(body, LogRecord):
-            self.logs.append((event.ts, body))
+            self.logs.append((ts, body))
         elif isinstance(body, Note):
-            self.notes.append((event.ts, body))
+            self.notes.append((ts, body))
             if body.code == "graph-changed" and body.data and "graph" in body.data:
                 self.regraph(body.data["graph"])
 
@@ -390,7 +414,12 @@ class RunView:
         if not self.track and self._source is not None:
             # a replayed view: fold its events again, this time keeping the timeline
             shadow = RunView(self.run_id)
-            shadow.apply_many(self._source)
+            shadow.apply_rows(islice(self._source(), self.head))
+            if shadow.head != self.head:
+                raise CorruptEvent(
+                    f"run {self.run_id!r}: the log has {shadow.head} events now, "
+                    f"{self.head} when it was replayed (pruned since?)"
+                )
             return shadow.timeline()
         keys = self.keys
         return [
@@ -406,15 +435,6 @@ class RunView:
     def finished(self) -> bool:
         """True when the flow's state is finished."""
         return self.flow_state.is_finished()
-
-
-def _unpack(event: StoredEvent) -> Any:
-    try:
-        return unpackb(event.payload)
-    except Exception as exc:
-        raise CorruptEvent(
-            f"run {event.run_id!r}, event {event.seq}: payload cannot be decoded ({exc})"
-        ) from exc
 
 
 class TaskStates(Mapping[Any, State]):
@@ -462,6 +482,24 @@ def fold(events: Iterable[StoredEvent], *, run_id: str | None = None) -> RunView
     # audits rarely ask for the timeline of a big log: derive it on demand
     view.track = False
     view.apply_many(events)
-    view._source = events
+    view._source = lambda: map(_ROW, events)
     return view
 
+
+def fold_rows(
+    rows: Iterable[EventRow], *, run_id: str, again: Callable[[], Iterable[EventRow]]
+) -> RunView:
+    """Fold ``(seq, kind, ts, payload)`` rows into a :class:`RunView`, keeping none of
+    them: replay from a store, whose rows are its cheapest read (``Store.scan``).
+
+    ``again`` reads the rows anew; :meth:`RunView.timeline` uses it, since the view keeps
+    no events. The view's :attr:`~RunView.last_event` is left for the caller to set.
+
+    Raises:
+        CorruptEvent: an undecodable event, a gap, or an event naming an unknown task.
+    """
+    view = RunView(run_id)
+    view.track = False
+    view.apply_rows(rows)
+    view._source = again
+    return view

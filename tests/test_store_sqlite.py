@@ -8,11 +8,12 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from statecore.backends import SQLiteStore, Store
+from statecore.backends import RunMeta, SQLiteStore, Store
 from statecore.backends.sqlite import SCHEMA_VERSION
 from statecore.errors import ConcurrencyError, StatecoreError, StoreUnavailable
 from statecore.events import StoredEvent
@@ -111,6 +112,22 @@ def test_schema_version_is_recorded_once(store: SQLiteStore, db_path: Path) -> N
     with sqlite3.connect(db_path) as raw:
         rows = raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert rows == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+def test_a_version_1_file_is_migrated_and_its_epochs_survive_a_prune(db_path: Path) -> None:
+    with SQLiteStore(db_path) as store:
+        lease = store.acquire_lease("r", owner="a", ttl=60, now=NOW)
+        done = RunMeta("r", "flow", "Success", NOW, NOW)
+        store.append("r", sample_events("r", 1, 2), expected_seq=0, lease=lease, run_meta=done)
+    # Back to what a statecore of schema version 1 left: no retired_epochs table.
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.execute("DROP TABLE retired_epochs")
+        raw.execute("DELETE FROM schema_version WHERE version > 1")
+    with SQLiteStore(db_path) as store:
+        assert store.inspect()["schema_version"] == SCHEMA_VERSION
+        assert store.get_lease("r") == lease
+        assert store.prune(before=NOW + 1) == 1
+        assert store.acquire_lease("r", owner="b", ttl=60, now=NOW).epoch == lease.epoch + 1
 
 
 def test_a_newer_schema_is_refused(store: SQLiteStore, db_path: Path) -> None:

@@ -60,12 +60,19 @@ return {0, head, 0, ''}
 """
 
 # KEYS: lease, meta.  ARGV: owner, now, expires.  Returns {0, epoch} or {1, owner, epoch}.
+# A run id pruned since its last lease has its last epoch in 'retired_epoch' (see PRUNE);
+# counting on from it keeps epochs increasing per run id across prunes.
 _LUA_ACQUIRE = (
     _LUA_INT_CMP
     + """
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'epoch', 'expires')
 if cur[1] and cur[1] ~= ARGV[1] and int_cmp(cur[3], ARGV[2]) > 0 then
   return {1, cur[1], cur[2]}
+end
+local retired = redis.call('HGET', KEYS[2], 'retired_epoch')
+if retired then
+  redis.call('HSET', KEYS[2], 'epoch', retired)
+  redis.call('HDEL', KEYS[2], 'retired_epoch')
 end
 local epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'epoch', epoch, 'expires', ARGV[3])
@@ -89,13 +96,18 @@ return 0
 """
 
 # KEYS: events, meta, lease.  ARGV: before.  Returns -1 (no run), 0 (kept) or 1 (deleted).
+# The meta hash stays behind holding only 'retired_epoch', the run id's last lease epoch:
+# not 'epoch', so no lease issued before the prune passes APPEND's check or RENEW's, yet
+# ACQUIRE numbers the next lease above it (fencing tokens never repeat for a run id).
 _LUA_PRUNE = (
     _LUA_INT_CMP
     + """
-local m = redis.call('HMGET', KEYS[2], 'flow_name', 'ended')
+local m = redis.call('HMGET', KEYS[2], 'flow_name', 'ended', 'epoch', 'retired_epoch')
 if not m[1] then return -1 end
 if not m[2] or int_cmp(m[2], ARGV[1]) >= 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+local last = m[3] or m[4]
+if last then redis.call('HSET', KEYS[2], 'retired_epoch', last) end
 return 1
 """
 )

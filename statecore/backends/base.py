@@ -19,10 +19,10 @@ Rules every store keeps (the conformance suite in :mod:`statecore.testing` check
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from statecore.events import StoredEvent
+from statecore.events import EventRow, StoredEvent
 
 __all__ = ["CacheEntry", "Lease", "RunMeta", "Store"]
 
@@ -111,6 +111,18 @@ class Store(abc.ABC):
     def read(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
         """Events with ``seq > after`` in order, at most ``limit`` of them."""
 
+    def scan(self, run_id: str, *, after: int = 0) -> Iterator[EventRow]:
+        """The events with ``seq > after`` in order, as the rows replay folds:
+        ``(seq, kind, ts, payload)``.
+
+        Replay needs nothing else of the envelope, so a store may read these fields more
+        cheaply than whole events (SQLite does). This default reads whole events. A store
+        that overrides it must give exactly what :meth:`read` gives (the conformance
+        suite checks).
+        """
+        for event in self.read(run_id, after=after):
+            yield event.seq, event.kind, event.ts, event.payload
+
     @abc.abstractmethod
     def head(self, run_id: str) -> int:
         """The run's last sequence number, 0 for an unknown run."""
@@ -135,13 +147,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def prune(self, *, before: int) -> int:
-        """Delete finished runs that ended before ``before`` (UTC ns); return how many."""
+        """Delete finished runs that ended before ``before`` (UTC ns); return how many.
+
+        A pruned run's events, metadata and lease go: its id reads as unknown and may be
+        reused, starting again at seq 1. Its last lease epoch stays behind (one small
+        record per pruned run id), so no lease issued before the prune is current after
+        it and the next lease on the id is numbered higher.
+        """
 
     # -- leases --------------------------------------------------------------------------
 
     @abc.abstractmethod
     def acquire_lease(self, run_id: str, *, owner: str, ttl: float, now: int) -> Lease:
-        """Take the run's lease for ``ttl`` seconds with a new epoch.
+        """Take the run's lease for ``ttl`` seconds with a new epoch, higher than any
+        epoch issued for ``run_id`` before, even if the run was pruned since.
 
         Raises:
             LeaseHeld: another owner holds an unexpired lease (the message names it).

@@ -22,6 +22,9 @@ class MemoryStore(Store):
         self._streams: dict[str, list[StoredEvent]] = {}
         self._meta: dict[str, RunMeta] = {}
         self._leases: dict[str, Lease] = {}
+        # The last epoch issued per run id. Prune leaves it behind when it drops the
+        # run and its lease, so a reused id's next lease is numbered above every
+        # lease an old driver may still hold.
         self._epochs: dict[str, int] = {}
         self._cache: dict[str, list[CacheEntry]] = {}
 
@@ -40,10 +43,13 @@ class MemoryStore(Store):
                 raise ConcurrencyError(
                     f"run {run_id!r}: expected head {expected_seq}, found {len(stream)}"
                 )
-            if lease is not None and self._epochs.get(run_id, 0) != lease.epoch:
+            # Checked against the lease, not the epoch counter: after a prune no lease is
+            # current, so no lease issued before it may write to the reused run id.
+            current = self._leases.get(run_id)
+            epoch = 0 if current is None else current.epoch
+            if lease is not None and epoch != lease.epoch:
                 raise LeaseLost(
-                    f"run {run_id!r}: lease epoch {lease.epoch} is no longer current "
-                    f"(now {self._epochs.get(run_id, 0)})"
+                    f"run {run_id!r}: lease epoch {lease.epoch} is no longer current (now {epoch})"
                 )
             for offset, event in enumerate(events, start=1):
                 if event.run_id != run_id or event.seq != expected_seq + offset:
@@ -107,7 +113,6 @@ class MemoryStore(Store):
                 self._meta.pop(run_id, None)
                 self._streams.pop(run_id, None)
                 self._leases.pop(run_id, None)
-                self._epochs.pop(run_id, None)
             return len(doomed)
 
     def acquire_lease(self, run_id: str, *, owner: str, ttl: float, now: int) -> Lease:

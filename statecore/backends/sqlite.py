@@ -3,7 +3,8 @@
 Layout (see ``_MIGRATIONS``): ``events`` is the log, keyed ``(run_id, seq)`` without a
 rowid so a run's stream is one contiguous stretch of the primary-key B-tree; ``runs``
 holds the metadata the runner sends with its appends; ``leases`` holds each run's
-current lease and epoch; ``cache`` holds cached task results; ``schema_version`` records
+current lease and epoch; ``retired_epochs`` keeps the last epoch of each run id whose
+lease a prune removed; ``cache`` holds cached task results; ``schema_version`` records
 which migrations have been applied.
 
 How it stays correct under concurrency:
@@ -32,7 +33,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import replace
-from itertools import starmap
+from itertools import chain, starmap
 from pathlib import Path
 from typing import Any, Concatenate, Final, Literal, ParamSpec, Self, TypeVar, cast
 from urllib.parse import quote
@@ -45,7 +46,7 @@ from statecore.errors import (
     StatecoreError,
     StoreUnavailable,
 )
-from statecore.events import StoredEvent, make_event
+from statecore.events import EventRow, StoredEvent, make_event
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
@@ -92,6 +93,15 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX cache_by_key ON cache (key, id)",
     ),
+    # Prune deletes a finished run's lease; this keeps its epoch, so a reused run id's
+    # next lease is numbered above every lease issued before the prune (fencing tokens
+    # never repeat for a run id). A row lives only until the id is leased again.
+    (
+        """CREATE TABLE retired_epochs (
+            run_id TEXT    NOT NULL PRIMARY KEY,
+            epoch  INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 
 #: The schema version this statecore writes.
@@ -114,6 +124,13 @@ _READ: Final = (
     "SELECT seq, epoch, prev_hash, kind, ts, payload FROM events "
     "WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
+# Replay's read: only the columns the fold uses, in pages of _SCAN_PAGE rows by seq (the
+# primary key), so no cursor stays open across the caller's work and every driver error
+# is raised inside the translated boundary.
+_SCAN: Final = (
+    "SELECT seq, kind, ts, payload FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_SCAN_PAGE: Final = 8192
 _UPSERT_RUN: Final = (
     "INSERT INTO runs (run_id, flow_name, state, started, ended, parent_run) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
@@ -450,6 +467,26 @@ class SQLiteStore(Store):
         # string saves decoding it per row.
         return list(starmap(functools.partial(_make_event, run_id), cursor))
 
+    def scan(self, run_id: str, *, after: int = 0) -> Iterator[EventRow]:
+        # chain flattens the pages in C: the fold's loop pays nothing per row for paging
+        return chain.from_iterable(self._scan_pages(run_id, after))
+
+    def _scan_pages(self, run_id: str, after: int) -> Iterator[list[EventRow]]:
+        while True:
+            page = self._scan_page(run_id, after)
+            if page:
+                yield page
+            if len(page) < _SCAN_PAGE:
+                return
+            after = page[-1][0]
+
+    @_translated
+    def _scan_page(self, run_id: str, after: int) -> list[EventRow]:
+        rows: list[EventRow] = (
+            self._connection().execute(_SCAN, (run_id, after, _SCAN_PAGE)).fetchall()
+        )
+        return rows
+
     @_translated
     def head(self, run_id: str) -> int:
         found = self._connection().execute(_HEAD, (run_id,)).fetchone()
@@ -496,6 +533,14 @@ class SQLiteStore(Store):
         conn = self._connection()
         with _immediate(conn):
             conn.execute(f"DELETE FROM events WHERE run_id IN ({_FINISHED_BEFORE})", (before,))
+            # The lease goes, so no lease issued so far matches the run's (now absent)
+            # current epoch; its number stays behind for the next acquire_lease.
+            conn.execute(
+                "INSERT INTO retired_epochs (run_id, epoch) SELECT run_id, epoch FROM leases "
+                f"WHERE run_id IN ({_FINISHED_BEFORE}) "
+                "ON CONFLICT (run_id) DO UPDATE SET epoch = max(epoch, excluded.epoch)",
+                (before,),
+            )
             conn.execute(f"DELETE FROM leases WHERE run_id IN ({_FINISHED_BEFORE})", (before,))
             pruned = conn.execute(
                 "DELETE FROM runs WHERE ended IS NOT NULL AND ended < ?", (before,)
@@ -517,9 +562,16 @@ class SQLiteStore(Store):
                     raise LeaseHeld(
                         f"run {run_id!r} is being driven by {holder} (lease epoch {epoch})"
                     )
-            lease = Lease(
-                run_id, owner, 1 if current is None else current[1] + 1, now + int(ttl * _NS_PER_S)
-            )
+                last = epoch
+            else:
+                retired = conn.execute(
+                    "SELECT epoch FROM retired_epochs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                last = 0 if retired is None else retired[0]
+                if retired is not None:
+                    # From here on the lease row carries the run id's last epoch.
+                    conn.execute("DELETE FROM retired_epochs WHERE run_id = ?", (run_id,))
+            lease = Lease(run_id, owner, last + 1, now + int(ttl * _NS_PER_S))
             conn.execute(_UPSERT_LEASE, (run_id, owner, lease.epoch, lease.expires))
         return lease
 
@@ -532,7 +584,8 @@ class SQLiteStore(Store):
                 raise LeaseLost(f"run {lease.run_id!r}: lease epoch {lease.epoch} was taken over")
             renewed = replace(lease, expires=now + int(ttl * _NS_PER_S))
             # The row becomes the renewed lease as a whole, owner included, as in every
-            # store: epochs restart after a prune, so the epoch alone may have changed hands.
+            # store. (An epoch is issued once per run id, even across prunes, so the owner
+            # written here is the one the row already has.)
             conn.execute(
                 "UPDATE leases SET owner = ?, expires = ? WHERE run_id = ?",
                 (renewed.owner, renewed.expires, lease.run_id),

@@ -25,7 +25,7 @@ from statecore.runners.execution import Executor, RunLogger, ThreadExecutor
 from statecore.runners.leases import now_ns
 from statecore.scrubbing import scrub
 from statecore.states import State
-from statecore.view import RunView, fold
+from statecore.view import RunView, fold_rows
 
 __all__ = [
     "LocalRunner",
@@ -116,10 +116,15 @@ def replay(store: Store | str | None, run_id: str) -> RunView:
     check_run_id(run_id)
     s = _open(store)
     with collector_paused():
-        events = s.read(run_id)
-        if not events:
-            raise RunNotFound(f"no run {run_id!r} in store {s.url}")
-        return fold(events, run_id=run_id)
+        # rows, not events: replay needs no hash or epoch until the last event
+        view = fold_rows(s.scan(run_id), run_id=run_id, again=lambda: s.scan(run_id))
+    if view.head == 0:
+        raise RunNotFound(f"no run {run_id!r} in store {s.url}")
+    last = s.read(run_id, after=view.head - 1, limit=1)
+    if not last:
+        raise RunNotFound(f"run {run_id!r} was deleted from store {s.url} while replaying")
+    view.last_event = last[0]
+    return view
 
 
 _gc_lock = threading.Lock()
@@ -180,8 +185,13 @@ def run_flow(
     runner: LocalRunner | None = None,
     parent_run: str | None = None,
     reuse: Mapping[int, State] | None = None,
+    scheduled_start_time: int | None = None,
 ) -> State:
-    """Run ``flow`` (see :meth:`statecore.Flow.run`)."""
+    """Run ``flow`` (see :meth:`statecore.Flow.run`).
+
+    ``scheduled_start_time`` (UTC ns) marks a new run as a schedule slot's (see
+    :mod:`statecore.runners.scheduling`); a resumed run keeps the slot it logged.
+    """
     graph = Graph.of(flow)
     params = check_parameters(graph, parameters or {})
     initial: dict[int, State] = {}
@@ -206,6 +216,7 @@ def run_flow(
         start=RunStarted(flow.name, graph.record(), _public_params(params, secrets), parent_run),
         initial=initial,
         reuse=reuse,
+        scheduled=scheduled_start_time,
     )
 
 

@@ -248,6 +248,19 @@ class StoreContractTests:
         assert self.store.read("r1", after=50) == []
         assert self.store.read("r1", limit=0) == []
 
+    def test_scan_gives_the_rows_of_what_read_gives(self) -> None:
+        # 20,001 events: more than one page of any store that reads in pages of <= 10k
+        events = sample_events("r1", 1, 20_001)
+        self.store.append("r1", events, expected_seq=0)
+        self.store.append("r2", sample_events("r2", 1, 3), expected_seq=0)
+        rows = [(e.seq, e.kind, e.ts, e.payload) for e in events]
+        assert list(self.store.scan("r1")) == rows
+        assert list(self.store.scan("r1", after=8_192)) == rows[8_192:]
+        assert list(self.store.scan("r1", after=20_000)) == rows[20_000:]
+        assert list(self.store.scan("r1", after=20_001)) == []
+        assert list(self.store.scan("nobody")) == []
+        assert all(type(row[3]) is bytes for row in self.store.scan("r1", after=19_990))
+
     def test_streams_are_separate(self) -> None:
         first, second = sample_events("r1", 1, 3), sample_events("r2", 1, 2)
         self.store.append("r1", first, expected_seq=0)
@@ -417,6 +430,77 @@ class StoreContractTests:
         )
         assert self.store.prune(before=NOW + 1) == 1
         assert self.store.append("r1", sample_events("r1", 1, 1), expected_seq=0) == 1
+
+    def _leased_run_pruned(self, run_id: str, *, owner: str, now: int) -> Lease:
+        """Lease ``run_id``, finish it (ended at ``now``) under that lease and prune it;
+        return the lease, which the prune leaves with an old driver."""
+        lease = self.store.acquire_lease(run_id, owner=owner, ttl=60, now=now)
+        head = self.store.head(run_id)
+        self.store.append(
+            run_id,
+            sample_events(run_id, head + 1, 2, epoch=lease.epoch),
+            expected_seq=head,
+            lease=lease,
+            run_meta=_meta(run_id, state="Success", started=now, ended=now),
+        )
+        assert self.store.prune(before=now + 1) == 1
+        return lease
+
+    def test_lease_epochs_never_go_backwards_across_prune(self) -> None:
+        # The epoch is a fencing token per run id: were it to restart after a prune, a
+        # driver still holding an old lease could match a new lease's epoch.
+        first = self.store.acquire_lease("r1", owner="a", ttl=60, now=NOW)
+        pruned = self._leased_run_pruned("r1", owner="a", now=NOW)
+        assert pruned.epoch > first.epoch
+        # No trace of the run, and nobody holds it: another owner takes it at once,
+        # although the pruned lease had not expired.
+        assert self.store.get_run("r1") is None
+        assert self.store.head("r1") == 0
+        assert self.store.read("r1") == []
+        assert self._listed() == []
+        current = self.store.get_lease("r1")
+        assert current is None or current.expires <= NOW
+        reused = self.store.acquire_lease("r1", owner="b", ttl=60, now=NOW)
+        assert reused.epoch > pruned.epoch
+        assert self.store.get_lease("r1") == reused
+        # The new log starts at seq 1, and a second prune keeps counting on.
+        fresh = sample_events("r1", 1, 1, epoch=reused.epoch)
+        assert self.store.append("r1", fresh, expected_seq=0, lease=reused) == 1
+        self.store.release_lease(reused)
+        again = self._leased_run_pruned("r1", owner="b", now=NOW + SECOND)
+        assert again.epoch > reused.epoch
+        assert self.store.acquire_lease("r1", owner="c", ttl=60, now=NOW).epoch > again.epoch
+        # Other run ids keep their own numbering.
+        assert self.store.acquire_lease("r2", owner="a", ttl=60, now=NOW).epoch >= 1
+
+    def test_a_lease_from_before_a_prune_cannot_write_to_the_reused_run_id(self) -> None:
+        old = self._leased_run_pruned("r1", owner="old", now=NOW)
+        # Until the id is leased again no lease is current, so the old one is refused
+        # even where its sequence number would fit.
+        with _raises(LeaseLost):
+            self.store.append(
+                "r1", sample_events("r1", 1, 1, epoch=old.epoch), expected_seq=0, lease=old
+            )
+        with _raises(LeaseLost):
+            self.store.renew_lease(old, ttl=60, now=NOW)
+        assert self.store.head("r1") == 0
+        new = self.store.acquire_lease("r1", owner="new", ttl=60, now=NOW + SECOND)
+        events = sample_events("r1", 1, 1, epoch=new.epoch, tag="new")
+        self.store.append("r1", events, expected_seq=0, lease=new, run_meta=_meta("r1"))
+        with _raises(LeaseLost):
+            self.store.append(
+                "r1",
+                sample_events("r1", 2, 1, epoch=old.epoch, tag="old"),
+                expected_seq=1,
+                lease=old,
+                run_meta=_meta("r1", state="Failed"),
+            )
+        with _raises(LeaseLost):
+            self.store.renew_lease(old, ttl=60, now=NOW + SECOND)
+        self.store.release_lease(old)  # a lost lease: no-op
+        assert self.store.get_lease("r1") == new
+        assert self.store.read("r1") == events
+        assert self.store.get_run("r1") == replace(_meta("r1"), head=1)
 
     # -- leases --------------------------------------------------------------------------
 
