@@ -1,8 +1,13 @@
-"""Shared fixtures: a real Redis server for the store tests.
+"""Shared fixtures: a real Redis server and a real Redis Cluster for the store tests.
 
 ``redis_url`` is the server at ``STATECORE_TEST_REDIS_URL`` (default
 ``redis://127.0.0.1:6379/15``). When it cannot be reached the test is skipped with the
 reason, except under CI (``CI=true``), where every Redis test must run and so fails.
+
+``redis_cluster_url`` is the cluster at ``STATECORE_TEST_REDIS_CLUSTER_URL`` (default
+``redis://127.0.0.1:7000/0?cluster=yes``; ``.ci/redis-cluster`` starts one), skipped or
+failed the same way. A cluster has only database 0, so cluster tests keep to key prefixes
+of their own (``redis_cluster_cleanup``) and never flush.
 
 ``redis_store`` is a :class:`~statecore.backends.redis.RedisStore` on that server with a
 prefix of its own; ``redis_cleanup`` deletes every key under a prefix after the test.
@@ -17,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,10 +30,13 @@ from statecore.backends.memory import MemoryStore
 from statecore.backends.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
+    from redis.cluster import RedisCluster
+
     from statecore.backends.base import Store
     from statecore.backends.redis import RedisStore
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+DEFAULT_REDIS_CLUSTER_URL = "redis://127.0.0.1:7000/0?cluster=yes"
 
 _reachable: dict[str, str | None] = {}  # url -> None when reachable, else the reason
 
@@ -66,6 +75,80 @@ def service_missing(reason: str) -> NoReturn:
     if _must_run():
         pytest.fail(f"CI=true and a service the tests need is missing: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def _probe_cluster(url: str) -> str | None:
+    try:
+        from redis import exceptions as rx
+        from redis.cluster import RedisCluster
+    except ImportError as exc:
+        return f"redis-py is not installed ({exc}); pip install 'statecore[redis]'"
+    try:
+        parts = urlsplit(url)
+        client = RedisCluster(
+            host=parts.hostname or "localhost",
+            port=parts.port or 6379,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+        )
+        try:
+            state = client.cluster_info().get("cluster_state")
+        finally:
+            client.close()
+    except (rx.RedisError, rx.RedisClusterException, OSError, ValueError) as exc:
+        return f"no Redis Cluster at {url} ({type(exc).__name__}: {exc})"
+    if state != "ok":
+        return f"the Redis Cluster at {url} says cluster_state:{state}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    """The test cluster's store URL; skip (fail under ``CI=true``) if it is not serving."""
+    url = os.environ.get("STATECORE_TEST_REDIS_CLUSTER_URL", DEFAULT_REDIS_CLUSTER_URL)
+    if url not in _reachable:
+        _reachable[url] = _probe_cluster(url)
+    if (reason := _reachable[url]) is not None:
+        service_missing(
+            f"{reason}; start one with .ci/redis-cluster or set STATECORE_TEST_REDIS_CLUSTER_URL"
+        )
+    return url
+
+
+def cluster_client(url: str) -> RedisCluster[bytes]:
+    """A plain redis-py cluster client on the cluster a store URL names, for inspection."""
+    from redis.cluster import RedisCluster
+
+    parts = urlsplit(url)
+    return RedisCluster(host=parts.hostname or "localhost", port=parts.port or 6379)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_admin(redis_cluster_url: str) -> Iterator[RedisCluster[bytes]]:
+    """One plain redis-py client on the test cluster for the session, to inspect and clean."""
+    client = cluster_client(redis_cluster_url)
+    yield client
+    client.close()
+
+
+def delete_cluster_prefix(client: RedisCluster[bytes], prefix: str) -> None:
+    """Delete every key under ``prefix:`` on every primary of the cluster."""
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    pipe = client.pipeline(transaction=False)  # split per node; keys span slots
+    for key in keys:
+        pipe.delete(key)
+    pipe.execute()
+
+
+@pytest.fixture
+def redis_cluster_cleanup(
+    redis_cluster_admin: RedisCluster[bytes],
+) -> Iterator[Callable[[str], None]]:
+    """Register prefixes (``redis_cluster_cleanup(prefix)``) whose keys go after the test."""
+    prefixes: list[str] = []
+    yield prefixes.append
+    for prefix in prefixes:
+        delete_cluster_prefix(redis_cluster_admin, prefix)
 
 
 @pytest.fixture(scope="session")

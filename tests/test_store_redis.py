@@ -224,10 +224,10 @@ def test_an_append_whose_reply_was_lost_is_recognised(
     real_send = redis_store._send
     calls = 0
 
-    def lose_first_reply(*args: Any) -> list[Any]:
+    def lose_first_reply(*args: Any, **kwargs: Any) -> list[Any]:
         nonlocal calls
         calls += 1
-        replies = real_send(*args)
+        replies = real_send(*args, **kwargs)
         if calls == 1:
             raise redis.ConnectionError("connection reset after the script ran")
         return replies
@@ -253,10 +253,10 @@ def test_an_append_whose_index_update_fails_still_succeeds(
 ) -> None:
     real_send = redis_store._send
 
-    def index_down(queue: Any, *scripts: Any) -> list[Any]:
+    def index_down(queue: Any, *scripts: Any, key: str | None = None) -> list[Any]:
         if not scripts:  # the index update is the one pipeline without a script
             raise redis.ConnectionError("down")
-        return real_send(queue, *scripts)
+        return real_send(queue, *scripts, key=key)
 
     monkeypatch.setattr(redis_store, "_send", index_down)
     assert redis_store.append("r", events("r", 1, 1), expected_seq=0, run_meta=meta("r")) == 1

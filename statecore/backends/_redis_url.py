@@ -1,6 +1,10 @@
 """Redis URLs for the Redis store: parsing them into redis-py arguments and store options.
 
-See :meth:`statecore.backends.redis.RedisStore.from_url` for the accepted forms.
+See :meth:`statecore.backends.redis.RedisStore.from_url` for the accepted forms. A Redis
+Cluster is asked for with ``?cluster=yes`` on an otherwise ordinary ``redis://`` or
+``rediss://`` URL: that is the URL redis-py's own ``RedisCluster.from_url`` reads, so a
+redis-py user's URL works as it is, TLS included; ``node=host:port`` (repeatable) adds
+startup nodes, so that the store can find the cluster while the URL's own host is down.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
+from redis.cluster import RedisCluster
 
 from statecore.errors import InvalidStoreURL, StatecoreError
 
@@ -41,6 +46,7 @@ _CONNECTION_OPTIONS: dict[str, Callable[[str], Any]] = {
     "client_name": str,
 }
 _TLS_OPTIONS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_CLUSTER_OPTIONS = ("cluster", "node")
 DEFAULTS: dict[str, Any] = {
     "prefix": "statecore",
     "durable_wait": 0,
@@ -53,10 +59,23 @@ DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class ParsedURL:
+    """A parsed Redis URL.
+
+    Attributes:
+        connection: keyword arguments for ``redis.Redis`` (for a cluster: for every node's
+            connections, without host, port and db).
+        options: the store options the URL sets (``RedisStore`` keywords).
+        display: the URL with its passwords masked, for messages.
+        where: what serves the URL, for messages (``Redis at host:port``).
+        cluster_nodes: the startup nodes ``(host, port)`` of a cluster URL; empty for a
+            single server.
+    """
+
     connection: dict[str, Any]
     options: dict[str, Any]
     display: str
     where: str
+    cluster_nodes: tuple[tuple[str, int], ...] = ()
 
 
 def parse_url(url: str) -> ParsedURL:
@@ -67,7 +86,8 @@ def parse_url(url: str) -> ParsedURL:
     def bad(why: str) -> StatecoreError:
         return InvalidStoreURL(
             f"invalid Redis URL {shown!r}: {why}. Expected redis://[[user]:password@]host"
-            "[:port][/db], rediss://... or unix://[[user]:password@]/path/to/socket[?db=N]"
+            "[:port][/db], rediss://... or unix://[[user]:password@]/path/to/socket[?db=N]; "
+            "for a Redis Cluster redis://host[:port][/0]?cluster=yes[&node=host:port...]"
         )
 
     try:
@@ -101,9 +121,17 @@ def parse_url(url: str) -> ParsedURL:
                 raise bad(f"the database must be a number, not {path!r}")
             conn["db"] = int(path)
     options: dict[str, Any] = {}
+    cluster: bool | None = None
+    extra_nodes: list[tuple[str, int]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         try:
-            if name == "db":
+            if name == "cluster":
+                if cluster is not None:
+                    raise ValueError("cluster is given twice")
+                cluster = _parse_bool(value)
+            elif name == "node":
+                extra_nodes.append(_parse_node(value))
+            elif name == "db":
                 if conn["db"] is not None or not value.isdigit():
                     raise ValueError(f"db={value!r}: the database is a number, given once")
                 conn["db"] = int(value)
@@ -115,12 +143,38 @@ def parse_url(url: str) -> ParsedURL:
             elif name in _TLS_OPTIONS and parts.scheme == "rediss":
                 conn[name] = value
             else:
-                known = [*_STORE_OPTIONS, "db", *_CONNECTION_OPTIONS, *_TLS_OPTIONS]
+                known = [
+                    *_STORE_OPTIONS,
+                    "db",
+                    *_CONNECTION_OPTIONS,
+                    *_TLS_OPTIONS,
+                    *_CLUSTER_OPTIONS,
+                ]
                 raise ValueError(f"unknown option {name!r} (known: {', '.join(known)})")
         except ValueError as exc:
             raise bad(str(exc)) from exc
-    conn["db"] = conn["db"] or 0
-    return ParsedURL(conn, options, shown, where)
+    if not cluster:
+        if extra_nodes:
+            raise bad("node=... names a startup node of a Redis Cluster; add cluster=yes")
+        conn["db"] = conn["db"] or 0
+        return ParsedURL(conn, options, shown, f"Redis at {where}")
+    if parts.scheme == "unix":
+        raise bad("a Redis Cluster is reached over TCP (redis:// or rediss://), not a socket")
+    if conn.pop("db") not in (None, 0):
+        raise bad("a Redis Cluster has only database 0")
+    nodes = [(conn.pop("host"), conn.pop("port"))]
+    nodes += [node for node in extra_nodes if node not in nodes]
+    where = ", ".join(f"{host}:{port}" for host, port in nodes)
+    return ParsedURL(conn, options, shown, f"Redis Cluster at {where}", tuple(nodes))
+
+
+def _parse_node(value: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6 address]:port``) of a cluster startup node."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"node={value!r}: a startup node is host:port")
+    return host, int(port)
 
 
 def describe(client: redis.Redis[bytes]) -> tuple[str, str]:
@@ -128,7 +182,16 @@ def describe(client: redis.Redis[bytes]) -> tuple[str, str]:
     kwargs = client.connection_pool.connection_kwargs
     db = kwargs.get("db", 0)
     if "path" in kwargs:
-        return f"unix socket {kwargs['path']}", f"unix://{kwargs['path']}?db={db}"
+        return f"Redis at unix socket {kwargs['path']}", f"unix://{kwargs['path']}?db={db}"
     host, port = kwargs.get("host", "localhost"), kwargs.get("port", 6379)
     scheme = "rediss" if "SSL" in client.connection_pool.connection_class.__name__ else "redis"
-    return f"{host}:{port}", f"{scheme}://{host}:{port}/{db}"
+    return f"Redis at {host}:{port}", f"{scheme}://{host}:{port}/{db}"
+
+
+def describe_cluster(client: RedisCluster[bytes]) -> tuple[str, str]:
+    """(where, url) of a cluster client built elsewhere, naming the nodes it knows."""
+    names = sorted(node.name for node in client.get_nodes()) or ["?"]
+    kwargs = client.get_connection_kwargs()
+    tls = kwargs.get("ssl") or "SSL" in getattr(kwargs.get("connection_class"), "__name__", "")
+    scheme = "rediss" if tls else "redis"
+    return f"Redis Cluster at {', '.join(names)}", f"{scheme}://{names[0]}/0?cluster=yes"

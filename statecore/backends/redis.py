@@ -1,9 +1,20 @@
-"""The Redis store: run logs shared by processes and machines through one Redis server.
+"""The Redis store: run logs shared by processes and machines through Redis or Redis Cluster.
 
 Open it with ``RedisStore.from_url("redis://host:6379/0")`` (or ``rediss://`` for TLS, or
 ``unix:///path/to/redis.sock?db=0``), or hand it a ``redis.Redis`` client you built. It
 needs ``pip install 'statecore[redis]'`` (redis-py, and hiredis, which redis-py picks up
 by itself and which makes reading a log about five times cheaper in CPU).
+
+Redis Cluster
+    Add ``?cluster=yes`` to a ``redis://`` or ``rediss://`` URL (database 0 only; more
+    startup nodes with ``&node=host:port``), or hand the store a
+    ``redis.cluster.RedisCluster`` client. Everything works on a cluster: a run's keys share
+    one slot, so each script touches one node; the run index is one key on one node (every
+    append that creates or re-dates a run writes it, and listing and pruning read it);
+    pipelines across runs are split per node and are not atomic, which the store never
+    needs them to be. ``WAIT`` is sent on the connection that made the append, to the
+    run's primary. How commands reach the nodes is in
+    :mod:`statecore.backends._redis_transport`.
 
 Key layout
     Every key of a run carries the run's hash tag, so a run lives in one Redis Cluster slot
@@ -12,7 +23,8 @@ Key layout
         {prefix}:{<tag>}:events   stream; entry id ``0-<seq>``, fields e h k t p
                                   (epoch, prev_hash, kind, ts, payload)
         {prefix}:{<tag>}:meta     hash: run_id flow_name state started [ended]
-                                  [parent_run] head epoch indexed
+                                  [parent_run] head epoch indexed; after a prune
+                                  only retired_epoch (the id's last lease epoch)
         {prefix}:{<tag>}:lease    hash: owner epoch expires
         {prefix}:cache:{<tag>}    list of ``b"<expires>:<payload>"``, newest first
         {prefix}:runs             sorted set, the global run index (no tag: it spans runs);
@@ -50,18 +62,21 @@ Durability: what each Redis persistence setting risks
       waits for the local AOF fsync; it needs Redis 7.2 or newer and ``appendonly yes``,
       and is refused at construction otherwise.
 
-    Fencing assumes a single primary. Replication is asynchronous: a failover to a replica
-    that had not yet received the latest writes can lose acknowledged events *and* a lease
-    acquisition, after which two drivers may both believe they hold the run. ``WAIT``
-    narrows the window but does not make Redis a consensus store.
+    Fencing assumes a single primary (per slot, on a cluster). Replication is
+    asynchronous: a failover to a replica that had not yet received the latest writes can
+    lose acknowledged events *and* a lease acquisition, after which two drivers may both
+    believe they hold the run. ``WAIT`` narrows the window but does not make Redis a
+    consensus store.
 
 Errors
     redis-py exceptions never leave this module. Connection errors, timeouts, a server
-    still loading its data, ``READONLY`` during a failover and cluster ``TRYAGAIN`` are
-    retried ``retries`` times with exponential backoff starting at ``backoff`` seconds,
-    then raise :class:`~statecore.errors.StoreUnavailable` naming the host and port (or
-    socket path). An append retried after a lost reply is recognised if it did land.
-    Build the client from a URL (the store then turns redis-py's own retries off) or
+    still loading its data, ``READONLY`` during a failover, and on a cluster ``TRYAGAIN``,
+    ``CLUSTERDOWN``, redirections that do not settle and a cluster that cannot be reached
+    or whose slots are not all served, are retried ``retries`` times with exponential
+    backoff starting at ``backoff`` seconds, then raise
+    :class:`~statecore.errors.StoreUnavailable` naming the host and port, the socket path,
+    or the cluster's nodes. An append retried after a lost reply is recognised if it did
+    land. Build the client from a URL (the store then turns redis-py's own retries off) or
     pass one whose ``retry`` is disabled, so that retries are not compounded.
 """
 
@@ -77,9 +92,10 @@ from typing import Any, TypeVar
 import redis
 from redis import exceptions as rx
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from statecore.backends._redis_codec import as_is, decode_entries, meta_from_hash, text, utf8
+from statecore.backends._redis_codec import decode_entries, meta_from_hash, text, utf8
 from statecore.backends._redis_keys import (
     INT64,
     cache_key,
@@ -98,7 +114,13 @@ from statecore.backends._redis_scripts import (
     RENEW,
     Script,
 )
-from statecore.backends._redis_url import DEFAULTS, describe, parse_url
+from statecore.backends._redis_transport import (
+    ClusterTransport,
+    Queue,
+    ServerTransport,
+    Transport,
+)
+from statecore.backends._redis_url import DEFAULTS, ParsedURL, describe, describe_cluster, parse_url
 from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
 from statecore.errors import (
     ConcurrencyError,
@@ -123,14 +145,17 @@ _UNLIMITED = 2**63
 _LIST_PAGE = 500
 _CACHE_GRACE_MS = 300_000
 
-# Errors that a later attempt may not meet: the connection, a failover, a loading server.
+# Errors that a later attempt may not meet: the connection, a failover, a loading server,
+# and on a cluster a slot in migration (TRYAGAIN), CLUSTERDOWN, redirections that did not
+# settle (ClusterError), no reachable startup node or an uncovered slot (redis-py raises
+# those as RedisClusterException, which is not a RedisError).
 _RETRYABLE: tuple[type[Exception], ...] = (
     rx.ConnectionError,
     rx.TimeoutError,
     rx.ReadOnlyError,
     rx.TryAgainError,
-    rx.ClusterDownError,
-    rx.MasterDownError,
+    rx.ClusterError,
+    rx.RedisClusterException,
 )
 # Connection errors that another attempt will only repeat.
 _REFUSED: tuple[type[Exception], ...] = (
@@ -144,12 +169,13 @@ _REFUSED: tuple[type[Exception], ...] = (
 
 
 class RedisStore(Store):
-    """A :class:`~statecore.backends.base.Store` on one Redis server (see the module doc).
+    """A :class:`~statecore.backends.base.Store` on Redis or Redis Cluster (see the module doc).
 
     Args:
-        client_or_url: a ``redis.Redis`` client (``decode_responses=False``) or a URL as
-            for :meth:`from_url`. A URL's query options apply, and naming an option in
-            both the URL and a keyword with different values is refused.
+        client_or_url: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` client
+            (``decode_responses=False``) or a URL as for :meth:`from_url`. A URL's query
+            options apply, and naming an option in both the URL and a keyword with
+            different values is refused.
         prefix: the first part of every key, so that several applications share a server.
         durable_wait: replicas that must acknowledge each append (``WAIT``); 0 for none.
         wait_aof: also wait for the AOF fsync (``WAITAOF``; Redis >= 7.2 with AOF on).
@@ -159,12 +185,15 @@ class RedisStore(Store):
 
     Raises:
         InvalidStoreURL: a malformed URL.
+        StoreUnavailable: a cluster URL whose cluster cannot be reached (a cluster client
+            learns the slot map when it is made; a single server is first contacted on
+            first use).
         StatecoreError: ``wait_aof`` on a server without ``WAITAOF`` or without AOF.
     """
 
     def __init__(
         self,
-        client_or_url: redis.Redis[bytes] | str,
+        client_or_url: redis.Redis[bytes] | RedisCluster[bytes] | str,
         *,
         prefix: str = "statecore",
         durable_wait: int = 0,
@@ -181,8 +210,8 @@ class RedisStore(Store):
             "retries": retries,
             "backoff": backoff,
         }
-        if isinstance(client_or_url, str):
-            parsed = parse_url(client_or_url)
+        parsed = parse_url(client_or_url) if isinstance(client_or_url, str) else None
+        if parsed is not None:
             for name, value in parsed.options.items():
                 if options[name] not in (DEFAULTS[name], value):
                     raise InvalidStoreURL(
@@ -190,24 +219,6 @@ class RedisStore(Store):
                         f"{options[name]!r} as an argument"
                     )
                 options[name] = value
-            # The store retries (and checks whether a retried append landed): redis-py's
-            # own retries would repeat appends blindly.
-            client: redis.Redis[bytes] = redis.Redis(
-                **parsed.connection, retry=Retry(NoBackoff(), 0)
-            )
-            self._owns_client = True
-            self._where, self.url = parsed.where, parsed.display
-        else:
-            client = client_or_url
-            if client.connection_pool.connection_kwargs.get("decode_responses"):
-                raise ValueError("RedisStore needs a client made with decode_responses=False")
-            self._owns_client = False
-            self._where, self.url = describe(client)
-        self._client = client
-        # The same connections, minus redis-py's dict-building XRANGE callback: reads
-        # decode the raw arrays directly, about 1.3x faster.
-        self._raw: redis.Redis[bytes] = redis.Redis(connection_pool=client.connection_pool)
-        self._raw.response_callbacks["XRANGE"] = as_is
         if not options["prefix"] or {"{", "}"} & set(options["prefix"]):
             raise ValueError(f"the key prefix {options['prefix']!r} must be non-empty, no braces")
         if min(options["durable_wait"], options["retries"], options["backoff"]) < 0:
@@ -219,25 +230,69 @@ class RedisStore(Store):
         self.backoff: float = options["backoff"]
         self._wait_ms = max(1, int(options["wait_timeout"] * 1000))
         self._index_key = index_key(self.prefix)
+        self._owns_client = parsed is not None
+        self._transport: Transport
+        if parsed is not None:
+            self._where, self.url = parsed.where, parsed.display
+            self._transport = self._connect(parsed)
+        elif isinstance(client_or_url, RedisCluster):
+            if client_or_url.get_connection_kwargs().get("decode_responses"):
+                raise ValueError("RedisStore needs a client made with decode_responses=False")
+            self._where, self.url = describe_cluster(client_or_url)
+            self._transport = ClusterTransport(client_or_url)
+        elif isinstance(client_or_url, redis.Redis):
+            if client_or_url.connection_pool.connection_kwargs.get("decode_responses"):
+                raise ValueError("RedisStore needs a client made with decode_responses=False")
+            self._where, self.url = describe(client_or_url)
+            self._transport = ServerTransport(client_or_url)
+        else:
+            raise TypeError(
+                "RedisStore takes a URL, a redis.Redis or a redis.cluster.RedisCluster "
+                f"client, not {type(client_or_url).__name__}"
+            )
+        self.cluster: bool = isinstance(self._transport, ClusterTransport)
+        # Single-key commands go through the client itself; both kinds route them.
+        self._client: Any = self._transport.client
         if self.wait_aof:
-            self._run("check WAITAOF support", self._check_waitaof)
+            try:
+                self._run("check WAITAOF support", self._check_waitaof)
+            except StatecoreError:
+                self.close()
+                raise
+
+    def _connect(self, parsed: ParsedURL) -> Transport:
+        # The store retries (and checks whether a retried append landed): redis-py's
+        # own retries would repeat appends blindly.
+        no_retries = Retry(NoBackoff(), 0)
+        if not parsed.cluster_nodes:
+            return ServerTransport(redis.Redis(**parsed.connection, retry=no_retries))
+        nodes = [ClusterNode(host, port) for host, port in parsed.cluster_nodes]
+        # A cluster client asks a startup node for the slot map as it is made.
+        cluster: RedisCluster[bytes] = self._run(
+            "learn the cluster's slot map",
+            lambda: RedisCluster(startup_nodes=nodes, retry=no_retries, **parsed.connection),
+        )
+        return ClusterTransport(cluster)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
         """Open ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` or
-        ``unix://[[user]:password@]/path/to/socket[?db=N]``.
+        ``unix://[[user]:password@]/path/to/socket[?db=N]``; add ``cluster=yes`` for a
+        Redis Cluster (``redis://`` or ``rediss://``, database 0).
 
         Query options: ``prefix``, ``wait`` (replicas for ``WAIT``), ``wait_aof``,
         ``wait_timeout`` (seconds), ``retries``, ``backoff`` (seconds), ``db``,
-        ``password``, ``socket_timeout``, ``socket_connect_timeout``, ``client_name`` and,
-        with ``rediss``, ``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_certfile``,
-        ``ssl_keyfile``. Keyword ``options`` are the constructor's.
+        ``password``, ``socket_timeout``, ``socket_connect_timeout``, ``client_name``,
+        ``cluster`` (yes/no), ``node`` (``host:port``, a further startup node of a
+        cluster; repeatable) and, with ``rediss``, ``ssl_cert_reqs``, ``ssl_ca_certs``,
+        ``ssl_certfile``, ``ssl_keyfile``. Keyword ``options`` are the constructor's.
 
         >>> RedisStore.from_url("redis://:secret@cache.example:6380/2?prefix=myapp").url
         'redis://:***@cache.example:6380/2?prefix=myapp'
 
         Raises:
             InvalidStoreURL: the URL is malformed or has an unknown option.
+            StoreUnavailable: a cluster URL whose cluster cannot be reached.
         """
         return cls(url, **options)
 
@@ -257,58 +312,51 @@ class RedisStore(Store):
             try:
                 return op()
             except _REFUSED as exc:
-                raise StoreUnavailable(f"Redis at {self._where} refused to {what}: {exc}") from exc
+                raise StoreUnavailable(f"{self._where} refused to {what}: {exc}") from exc
             except _RETRYABLE as exc:
                 failure = exc
             except rx.RedisError as exc:
-                raise StoreUnavailable(f"Redis at {self._where} failed to {what}: {exc}") from exc
+                raise StoreUnavailable(f"{self._where} failed to {what}: {exc}") from exc
             if attempt < self.retries:
                 time.sleep(delay)
                 delay = min(delay * 2, _MAX_BACKOFF)
         raise StoreUnavailable(
-            f"Redis at {self._where} is unavailable: could not {what} in "
-            f"{self.retries + 1} attempts ({failure})"
+            f"{self._where} is unavailable: could not {what} in "
+            f"{self.retries + 1} attempts ({type(failure).__name__}: {failure})"
         ) from failure
 
-    def _send(self, queue: Callable[[Any], object], *scripts: Script) -> list[Any]:
+    def _send(self, queue: Queue, *scripts: Script, key: str | None = None) -> list[Any]:
         """Send what ``queue`` puts on a pipeline in one round trip; reload lost scripts.
 
-        Raises the first error reply (for :meth:`_run` to translate).
+        With ``key``, every command is on that key's slot (one run's keys) and goes to its
+        node on one connection; without, the commands may span runs and nodes and do not
+        depend on one another. Raises the first error reply (for :meth:`_run`).
         """
-        pipe: Any = self._client.pipeline(transaction=False)
-        queue(pipe)
-        replies: list[Any] = pipe.execute(raise_on_error=False)
-        if any(isinstance(reply, rx.NoScriptError) for reply in replies):
-            # The server restarted or flushed its scripts; none of ours ran.
-            pipe = self._client.pipeline(transaction=False)
-            for script in scripts:
-                pipe.script_load(script.source)
-            queue(pipe)
-            replies = pipe.execute(raise_on_error=False)[len(scripts) :]
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return self._transport.send(queue, scripts, key=key)
 
     def _eval(self, what: str, script: Script, keys: Sequence[str], *args: Any) -> Any:
-        return self._run(
-            what,
-            lambda: self._send(lambda p: p.evalsha(script.sha, len(keys), *keys, *args), script)[0],
-        )
+        def queue(pipe: Any) -> None:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+        return self._run(what, lambda: self._send(queue, script, key=keys[0])[0])
 
     def _check_waitaof(self) -> None:
-        version = str(self._client.info("server").get("redis_version", "0"))
-        if tuple(int(p) for p in re.findall(r"\d+", version)[:2]) < (7, 2):
-            raise StatecoreError(
-                f"wait_aof needs WAITAOF, which Redis {version} at {self._where} lacks (it "
-                "came in 7.2): upgrade the server, or drop wait_aof and keep durable_wait "
-                "(WAIT) with appendfsync always"
-            )
-        if str(self._client.info("persistence").get("aof_enabled")) != "1":
-            raise StatecoreError(
-                f"wait_aof needs the append-only file, but Redis at {self._where} runs "
-                "with appendonly no: turn it on or drop wait_aof"
-            )
+        for node, info in self._transport.info("server"):
+            where = f"{self._where} (node {node})" if node else self._where
+            version = str(info.get("redis_version", "0"))
+            if tuple(int(p) for p in re.findall(r"\d+", version)[:2]) < (7, 2):
+                raise StatecoreError(
+                    f"wait_aof needs WAITAOF, which Redis {version} lacks ({where}; it "
+                    "came in 7.2): upgrade the server, or drop wait_aof and keep "
+                    "durable_wait (WAIT) with appendfsync always"
+                )
+        for node, info in self._transport.info("persistence"):
+            where = f"{self._where} (node {node})" if node else self._where
+            if str(info.get("aof_enabled")) != "1":
+                raise StatecoreError(
+                    f"wait_aof needs the append-only file, but {where} runs with "
+                    "appendonly no: turn it on or drop wait_aof"
+                )
 
     # -- the log -------------------------------------------------------------------------
 
@@ -364,7 +412,8 @@ class RedisStore(Store):
                 args += (f"0-{e.seq}", e.epoch, e.prev_hash, utf8(e.kind), e.ts, e.payload)
 
         def queue(pipe: Any) -> None:
-            pipe.evalsha(APPEND.sha, 2, *keys, *args)
+            pipe.execute_command("EVALSHA", APPEND.sha, 2, *keys, *args)
+            # On the append's own connection: WAIT vouches for that connection's writes.
             if self.wait_aof:
                 pipe.execute_command("WAITAOF", 1, self.durable_wait, self._wait_ms)
             elif self.durable_wait:
@@ -375,7 +424,7 @@ class RedisStore(Store):
         def send() -> list[Any]:
             nonlocal attempts
             attempts += 1
-            replies = self._send(queue, APPEND)
+            replies = self._send(queue, APPEND, key=keys[0])
             # A lost reply may hide an attempt that landed: check, never guess.
             if (
                 attempts > 1
@@ -433,7 +482,7 @@ class RedisStore(Store):
         if local < 1 or replicas < self.durable_wait:
             fsync = f", local AOF fsync {'done' if local else 'not done'}" if self.wait_aof else ""
             raise StoreUnavailable(
-                f"run {run_id!r}: events up to {head} are on the primary at {self._where} "
+                f"run {run_id!r}: events up to {head} are on the primary ({self._where}) "
                 f"but not durable yet: {replicas} of {self.durable_wait} replicas{fsync} "
                 f"within {self._wait_ms} ms"
             )
@@ -445,9 +494,9 @@ class RedisStore(Store):
         start = max(after, 0) + 1
         while left > 0 and start < 2**64:
             count = min(_READ_PAGE, left)
-            entries: list[Any] = self._run(
+            entries = self._run(
                 f"read run {run_id!r}",
-                partial(self._raw.xrange, events_key, f"0-{start}", "+", count),
+                partial(self._transport.xrange, events_key, f"0-{start}", count),
             )
             out += decode_entries(run_id, entries, start)
             if len(entries) < count:
@@ -541,7 +590,7 @@ class RedisStore(Store):
 
             def queue(pipe: Any, runs: list[str] = runs) -> None:
                 for run_id in runs:
-                    pipe.evalsha(PRUNE.sha, 3, *self.keys_of(run_id), before)
+                    pipe.execute_command("EVALSHA", PRUNE.sha, 3, *self.keys_of(run_id), before)
 
             outcomes = self._run("prune runs", partial(self._send, queue, PRUNE))
             pruned += outcomes.count(1)
@@ -627,4 +676,4 @@ class RedisStore(Store):
 
     def close(self) -> None:
         if self._owns_client:
-            self._run("close the connections", self._client.close)
+            self._run("close the connections", self._transport.close)

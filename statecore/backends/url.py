@@ -72,8 +72,10 @@ def open_store(url: str | None = None) -> Store:
         url: ``memory://``; ``sqlite:///relative/path.db`` (relative to the working
             directory) or ``sqlite:////absolute/path.db``, optionally with
             ``?synchronous=FULL&busy_timeout=10``; ``redis://``, ``rediss://`` or
-            ``unix://`` URLs as redis-py reads them; or a scheme an installed plugin
-            registers. None means :func:`default_store_url`.
+            ``unix://`` URLs as redis-py reads them, with ``?cluster=yes`` on a
+            ``redis://`` or ``rediss://`` URL for a Redis Cluster (see
+            :meth:`~statecore.backends.redis.RedisStore.from_url`); or a scheme an
+            installed plugin registers. None means :func:`default_store_url`.
 
     Returns:
         A new store; the caller closes it.
@@ -82,7 +84,8 @@ def open_store(url: str | None = None) -> Store:
         InvalidStoreURL: the URL is malformed or its scheme is unknown (the message
             lists the schemes that are available).
         ImportError: a Redis URL without the ``redis`` extra installed.
-        StoreUnavailable: the store cannot be opened.
+        StoreUnavailable: the store cannot be opened (a Redis Cluster is asked for its
+            slot map here; a single Redis server is first contacted on first use).
 
     Example:
         >>> store = open_store("memory://")
