@@ -13,7 +13,7 @@ from typing import Any
 
 from statecore.backends.base import RunMeta
 from statecore.errors import CorruptEvent
-from statecore.events import StoredEvent, make_event
+from statecore.events import EventRow, StoredEvent, make_event
 
 _KINDS: dict[bytes, str] = {b"run": "run", b"state": "state", b"log": "log", b"note": "note"}
 
@@ -56,6 +56,21 @@ def decode_entries(run_id: str, entries: list[Any], first: int) -> list[StoredEv
                     f"run {run_id!r}, stream entry {entry[0]!r}: malformed ({bad})"
                 ) from bad
         raise CorruptEvent(f"run {run_id!r}: malformed stream entries ({exc})") from exc
+
+
+def decode_rows(run_id: str, entries: list[Any], first: int) -> list[EventRow]:
+    """The same entries as :func:`decode_entries`, as replay's ``(seq, kind, ts, payload)``
+    rows: the epoch and hash fields are skipped, not decoded."""
+    kinds, last = _KINDS, first + len(entries) - 1
+    if entries and entries[0][0] == b"0-%d" % first and entries[-1][0] == b"0-%d" % last:
+        try:
+            return [
+                (seq, kinds.get(k) or text(k), int(t), p)
+                for seq, (_, (_, _, _, _, _, k, _, t, _, p)) in enumerate(entries, first)
+            ]
+        except (ValueError, TypeError):
+            pass  # decode_entries names the malformed entry
+    return [(e.seq, e.kind, e.ts, e.payload) for e in decode_entries(run_id, entries, first)]
 
 
 def meta_from_hash(fields: Mapping[bytes, bytes]) -> RunMeta | None:
