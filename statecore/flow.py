@@ -22,6 +22,7 @@ from statecore.tasks import (
 
 if TYPE_CHECKING:
     from statecore.backends.base import Store
+    from statecore.schedules import Schedule
 
 __all__ = ["Edge", "Flow", "current_flow"]
 
@@ -72,6 +73,8 @@ class Flow:
             terminal tasks).
         state_handlers: callables ``(flow, old_state, new_state) -> State | None``.
         on_failure: callable ``(flow, state)`` called when the flow fails.
+        schedule: a :class:`statecore.schedules.Schedule`; ``flow.run()`` then runs the
+            flow at each of its start times (README, "Schedules").
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class Flow:
         reference_tasks: Iterable[Task] | None = None,
         state_handlers: Iterable[Callable[[Flow, State, State], State | None]] | None = None,
         on_failure: Callable[[Flow, State], None] | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         if not name or not isinstance(name, str):
             raise FlowDefinitionError("a flow needs a non-empty string name")
@@ -96,6 +100,8 @@ class Flow:
         self._reference_tasks: list[Task] = []
         self.state_handlers = list(state_handlers or ())
         self.on_failure = on_failure
+        #: the flow's schedule, used by ``flow.run()`` unless ``run_on_schedule=False``
+        self.schedule = schedule
         self._token: contextvars.Token[Flow | None] | None = None
         #: bumped by every change to the graph, so a compiled graph can be reused
         self.version = 0
@@ -357,12 +363,20 @@ class Flow:
         task_states: Mapping[Any, State] | None = None,
         secrets: Mapping[str, str] | None = None,
         runner: Any = None,
+        run_on_schedule: bool | None = None,
         **kwargs: Any,
     ) -> State:
         """Run the flow and return its final state (README: "A flow", "Resume, rerun, cancel").
 
         Keyword arguments that name a parameter are taken as its value, as in Prefect 1.
+        With a ``schedule`` and ``run_on_schedule`` not False, runs the flow at each of
+        the schedule's start times until it has none left (forever, for most schedules),
+        one durable run per slot, and returns the last run's state (README, "Schedules").
         Imports the runner lazily: the core itself does no I/O.
+
+        Raises:
+            ValueError: bad parameters; on a schedule, a ``run_id`` or ``task_states``
+                (slot runs have their own ids), or no start time left.
         """
         from statecore.runners.local import run_flow
 
@@ -375,6 +389,23 @@ class Flow:
             raise TypeError(
                 f"Flow.run() got unexpected keyword arguments: {', '.join(sorted(kwargs))}"
             )
+        if self.schedule is not None and run_on_schedule is not False:
+            if run_id is not None or task_states:
+                raise ValueError(
+                    "Flow.run on a schedule derives each slot's run id and starts every run "
+                    "afresh: pass run_on_schedule=False to use run_id or task_states"
+                )
+            from statecore.runners.scheduling import run_on_schedule as run_scheduled
+
+            last = run_scheduled(
+                self, parameters=params, store=store, runner=runner, secrets=secrets
+            )
+            if last is None:
+                raise ValueError(
+                    f"flow {self.name!r}: every slot of its schedule was driven by another "
+                    "process; no run was made here"
+                )
+            return last
         return run_flow(
             self,
             parameters=params,

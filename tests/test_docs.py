@@ -34,6 +34,16 @@ def test_the_flow_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert (tmp_path / ".statecore" / "runs.db").exists()
 
 
+def test_the_schedules_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STATECORE_STORE", raising=False)
+    block = next(b for b in python_blocks() if 'Flow("etl", schedule=schedule)' in b)
+    scope: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    assert scope["state"].is_successful()
+    assert scope["flow"].schedule is scope["schedule"]
+
+
 def test_the_property_testing_example_runs() -> None:
     block = next(b for b in python_blocks() if "def test_my_trigger" in b)
     scope: dict[str, Any] = {}
@@ -51,6 +61,12 @@ def test_the_property_testing_example_runs() -> None:
         "statecore.tasks",
         "statecore.serialization",
         "statecore.scrubbing",
+        "statecore.schedules",
+        "statecore.schedules.filters",
+        "statecore.schedules.adjustments",
+        "statecore.schedules.schedules",
+        "statecore.runners.scheduling",
+        "statecore.runners.cli_schedule",
     ],
 )
 def test_docstring_examples(module: str) -> None:

@@ -112,7 +112,7 @@ BACKENDS = {
     "open_store",
 }
 
-RUNNERS = {"DaskRunner", "LocalRunner", "replay", "rerun", "resume"}
+RUNNERS = {"DaskRunner", "LocalRunner", "replay", "rerun", "resume", "run_on_schedule"}
 
 
 def test_top_level_names_are_pinned() -> None:
@@ -262,3 +262,34 @@ def test_strategies_without_hypothesis_say_what_to_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "pip install statecore[testing]" in out
+
+
+SCHEDULES = {
+    "ClockEvent",
+    "CronSchedule",
+    "IntervalSchedule",
+    "Schedule",
+    "adjustments",
+    "clocks",
+    "filters",
+}
+
+
+def test_schedules_names() -> None:
+    schedules = importlib.import_module("statecore.schedules")
+    assert set(schedules.__all__) == SCHEDULES
+    for name in ("IntervalClock", "CronClock", "DatesClock", "Clock", "ClockEvent"):
+        assert name in schedules.clocks.__all__
+    for name in (
+        "is_weekday",
+        "is_weekend",
+        "is_month_end",
+        "is_month_start",
+        "between_times",
+        "between_dates",
+        "on_date",
+        "on_datetime",
+        "at_time",
+    ):
+        assert callable(getattr(schedules.filters, name))
+    assert set(schedules.adjustments.__all__) >= {"add", "next_weekday"}

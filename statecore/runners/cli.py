@@ -3,6 +3,8 @@
 Commands (``statecore COMMAND --help`` for each)::
 
     run FILE.py:FLOW [-p KEY=VALUE ...] [--run-id ID]     run a flow
+    run FILE.py:FLOW --on-schedule [--max-runs N] [--catch-up]   run it on its schedule
+    schedule FILE.py:FLOW [--next N] [--after T]          the schedule's next start times
     resume RUN_ID --flow FILE.py:FLOW [--approve TASK ...] [--allow-changed]
     rerun RUN_ID --from TASK --flow FILE.py:FLOW          new run reusing what is upstream
     runs [--flow NAME] [--state STATE] [--since T] [--until T] [--limit N]
@@ -68,6 +70,7 @@ from statecore.runners.cli_errors import (
 )
 from statecore.runners.cli_progress import RunProgress
 from statecore.runners.cli_report import print_outcome, styled_state, tasks_table
+from statecore.runners.cli_schedule import parse_after, print_next, run_scheduled, schedule_of
 from statecore.runners.cli_time import format_duration, parse_time
 from statecore.runners.graph_render import render_dot, render_mermaid
 from statecore.runners.journal import hmac_key
@@ -282,12 +285,42 @@ def cli() -> None:
     help="A parameter; VALUE is JSON if it parses, else a string. Repeatable.",
 )
 @click.option("--run-id", default=None, help="Id for the new run (an unfinished one resumes).")
+@click.option(
+    "--on-schedule",
+    is_flag=True,
+    help="Run at each start time of the flow's schedule, one run per slot, until stopped.",
+)
+@click.option(
+    "--max-runs", type=click.IntRange(min=1), default=None, help="With --on-schedule: stop after N."
+)
+@click.option("--catch-up", is_flag=True, help="With --on-schedule: run slots missed while down.")
 @_store_option
 @translate_errors
-def run(flow_ref: str, params: tuple[str, ...], run_id: str | None, store_url: str | None) -> None:
-    """Run the flow FLOW defined in FILE.py."""
+def run(
+    flow_ref: str,
+    params: tuple[str, ...],
+    run_id: str | None,
+    on_schedule: bool,
+    max_runs: int | None,
+    catch_up: bool,
+    store_url: str | None,
+) -> None:
+    """Run the flow FLOW defined in FILE.py (once, or with --on-schedule on its schedule)."""
     values = parse_parameters(params)
+    if not on_schedule and (max_runs is not None or catch_up):
+        raise CLIError("--max-runs and --catch-up go with --on-schedule")
+    if on_schedule and run_id is not None:
+        raise CLIError("--run-id cannot be used with --on-schedule: each slot has its own run id")
     flow = _load(flow_ref)
+    if on_schedule:
+        schedule_of(flow, flow_ref)
+        unknown = sorted(set(values) - {p.name for p in flow.parameters()})
+        if unknown:
+            raise CLIError(f"unknown parameters for flow {flow.name!r}: {', '.join(unknown)}")
+        with _store(store_url) as store:
+            sys.exit(
+                run_scheduled(_console(), flow, store, values, max_runs=max_runs, catch_up=catch_up)
+            )
     try:
         check_parameters(Graph(flow), values)
     except ValueError as exc:
@@ -305,6 +338,28 @@ def run(flow_ref: str, params: tuple[str, ...], run_id: str | None, store_url: s
             console.print(f"run {run_id} already existed; it was continued, not started anew")
         print_outcome(console, replay(store, run_id), flow_ref)
     sys.exit(_exit_for(state))
+
+
+@cli.command(name="schedule")
+@click.argument("flow_ref", metavar="FILE.py:FLOW")
+@click.option("--next", "count", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--after", default=None, metavar="TIME", help="Start times after this (default: now)."
+)
+@_store_option
+@translate_errors
+def schedule_command(flow_ref: str, count: int, after: str | None, store_url: str | None) -> None:
+    """Print the next start times of FLOW's schedule and each slot's run id."""
+    flow = _load(flow_ref)
+    schedule = schedule_of(flow, flow_ref)
+    since = parse_after(after)
+    url = store_url or default_store_url()
+    console = _console()
+    if _missing_sqlite_file(url) is not None:
+        print_next(console, flow, schedule, count, since, None)
+        return
+    with _store(url) as store:
+        print_next(console, flow, schedule, count, since, store)
 
 
 @cli.command(name="resume")

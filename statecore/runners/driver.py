@@ -166,6 +166,7 @@ class Driver:
         self._next_cancel_check = 0.0
         self.blockers: list[int] = []
         self.needs_complete: list[dict[int, bool]] = []
+        self._slot: tuple[int | None] | None = None
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -178,13 +179,22 @@ class Driver:
         code: Mapping[str, str] | None = None,
         reuse: Mapping[int, State] | None = None,
         record: Mapping[str, Any] | None = None,
+        scheduled: int | None = None,
     ) -> State:
-        """Run until the flow finishes or nothing more can run now; return its state."""
+        """Run until the flow finishes or nothing more can run now; return its state.
+
+        ``scheduled`` (UTC ns, a new run only) is the schedule slot the run is for: logged
+        as a ``scheduled`` note, so a resume sees the same ``scheduled_start_time``.
+        """
         self._acquire_lease()
         try:
             try:
                 if start is not None:
                     self._begin(start, initial or {}, reuse or {})
+                    if scheduled is not None:
+                        self._note(
+                            "scheduled", "run for a schedule slot", {"start_time": scheduled}
+                        )
                 else:
                     self._resume_prelude(approve, code or {}, record)
                 if self.took_over_from is not None:
@@ -503,12 +513,23 @@ class Driver:
             "parameters": self.view.parameters,
             "task_run_count": rt.attempt,
             "resume": rt.resume,
-            "scheduled_start_time": self.view.started,
+            "scheduled_start_time": self._scheduled_start(),
         }
         if rt.loop_count:
             ctx["task_loop_count"] = rt.loop_count + 1
             ctx["task_loop_result"] = rt.loop_result
         return ctx
+
+    def _scheduled_start(self) -> int | None:
+        """The run's schedule slot (its ``scheduled`` note), else when it started."""
+        if self._slot is None:
+            found = self.view.started
+            for _, note in self.view.notes:
+                if note.code == "scheduled" and note.data and "start_time" in note.data:
+                    found = int(note.data["start_time"])
+            # the note is logged before any task runs, so the first look is final
+            self._slot = (found,)
+        return self._slot[0]
 
     def _resolve_secret(self, name: str) -> Any:
         value: Any = self.secrets.get(name)
