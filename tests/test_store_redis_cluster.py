@@ -13,7 +13,6 @@ import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -37,30 +36,16 @@ from statecore.backends._redis_scripts import (  # noqa: E402
     RENEW,
 )
 from statecore.backends._redis_url import parse_url  # noqa: E402
-from statecore.backends.base import RunMeta  # noqa: E402
 from statecore.backends.redis import RedisStore  # noqa: E402
 from statecore.errors import InvalidStoreURL, StatecoreError, StoreUnavailable  # noqa: E402
-from statecore.events import StoredEvent  # noqa: E402
 from statecore.runners import LocalRunner  # noqa: E402
 from statecore.states import Mapped  # noqa: E402
 from statecore.testing import StoreContractTests, store_state_machine  # noqa: E402
 from tests.conftest import cluster_client, unique_prefix  # noqa: E402
 from tests.test_end_to_end import RUNNER, SQUARES, assert_replay_equals, e2e_flow  # noqa: E402
+from tests.test_store_redis import events, meta  # noqa: E402
 
 NOW = 1_700_000_000_000_000_000
-
-
-def events(run_id: str, start: int, count: int, *, epoch: int = 0) -> list[StoredEvent]:
-    return [
-        StoredEvent(run_id, seq, epoch, b"h%d" % seq, "state", NOW + seq, b"payload-%d" % seq)
-        for seq in range(start, start + count)
-    ]
-
-
-def meta(run_id: str, **changes: Any) -> RunMeta:
-    fields: dict[str, Any] = {"flow_name": "f", "state": "Running", "started": NOW}
-    fields.update(changes)
-    return RunMeta(run_id, **fields)
 
 
 def with_options(url: str, **options: object) -> str:
