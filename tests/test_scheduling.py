@@ -7,6 +7,7 @@ test waits on real time or asserts on durations.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -298,3 +299,27 @@ def test_cli_run_on_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert plain.exit_code == 2 and "has no schedule" in plain.output
     stray = CliRunner().invoke(cli, ["run", f"{FLOWS}:plain", "--max-runs", "1", "--store", url])
     assert stray.exit_code == 2
+
+
+def test_a_slot_another_scheduler_drives_is_skipped_not_run_twice() -> None:
+    calls: list[tuple[Any, ...]] = []
+    flow = make_flow(calls)
+    store = MemoryStore()
+    clock = FakeClock(START.add(minutes=30))
+    slot = slot_run_id("etl", START.add(hours=1))
+    # a second scheduler process holds the slot's run (its lease outlives this test)
+    store.acquire_lease(slot, owner="other-host:4242:x", ttl=3600, now=time.time_ns())
+    seen: list[ScheduledRun] = []
+    run_on_schedule(
+        flow,
+        hourly(),
+        store=store,
+        max_runs=1,
+        now=clock.now,
+        sleep=clock.sleep,
+        on_run=seen.append,
+    )
+    assert calls == []
+    assert [(r.run_id, r.state) for r in seen] == [(slot, None)]
+    assert seen[0].skipped is not None and "other-host:4242:x" in seen[0].skipped
+    assert store.head(slot) == 0
