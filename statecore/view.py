@@ -196,7 +196,7 @@ class RunView:
         self.notes: list[tuple[int, Note]] = []
         self.problems: list[str] = []
         #: keep timeline entries as events are folded (fold() and the live runner do not:
-        #: fold() keeps its events and derives the timeline when asked)
+        #: a folded view derives its timeline when asked, reading its events again)
         self.track = True
         #: a replayed view's way to read its events again, for timeline()
         self._source: Callable[[], Iterable[EventRow]] | None = None
