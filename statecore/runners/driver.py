@@ -166,7 +166,9 @@ class Driver:
         self._next_cancel_check = 0.0
         self.blockers: list[int] = []
         self.needs_complete: list[dict[int, bool]] = []
-        self._slot: tuple[int | None] | None = None
+        #: the run's schedule slot (UTC ns), else when it started; set once the log's
+        #: opening notes are in (see drive)
+        self.scheduled_start: int | None = None
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -197,6 +199,7 @@ class Driver:
                         )
                 else:
                     self._resume_prelude(approve, code or {}, record)
+                self.scheduled_start = self._logged_slot()
                 if self.took_over_from is not None:
                     self._note(
                         "takeover",
@@ -513,23 +516,20 @@ class Driver:
             "parameters": self.view.parameters,
             "task_run_count": rt.attempt,
             "resume": rt.resume,
-            "scheduled_start_time": self._scheduled_start(),
+            "scheduled_start_time": self.scheduled_start,
         }
         if rt.loop_count:
             ctx["task_loop_count"] = rt.loop_count + 1
             ctx["task_loop_result"] = rt.loop_result
         return ctx
 
-    def _scheduled_start(self) -> int | None:
-        """The run's schedule slot (its ``scheduled`` note), else when it started."""
-        if self._slot is None:
-            found = self.view.started
-            for _, note in self.view.notes:
-                if note.code == "scheduled" and note.data and "start_time" in note.data:
-                    found = int(note.data["start_time"])
-            # the note is logged before any task runs, so the first look is final
-            self._slot = (found,)
-        return self._slot[0]
+    def _logged_slot(self) -> int | None:
+        """The run's schedule slot from its ``scheduled`` note, else when it started."""
+        found = self.view.started
+        for _, note in self.view.notes:
+            if note.code == "scheduled" and note.data and "start_time" in note.data:
+                found = int(note.data["start_time"])
+        return found
 
     def _resolve_secret(self, name: str) -> Any:
         value: Any = self.secrets.get(name)
