@@ -24,6 +24,7 @@ from statecore.runners.cli import cli
 from statecore.runners.scheduling import ScheduledRun, slot_run_id, slot_time
 from statecore.schedules import IntervalSchedule, Schedule
 from statecore.schedules.clocks import DatesClock, IntervalClock
+from statecore.states import State
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 FLOWS = Path(__file__).parent / "flows" / "scheduled.py"
@@ -42,6 +43,16 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now_ = self.now_ + timedelta(seconds=seconds)
+
+    def run(
+        self, flow: Flow, schedule: Schedule, **options: Any
+    ) -> tuple[State | None, list[ScheduledRun]]:
+        """``run_on_schedule`` on this clock: its result and the slots it reported."""
+        seen: list[ScheduledRun] = []
+        last = run_on_schedule(
+            flow, schedule, now=self.now, sleep=self.sleep, on_run=seen.append, **options
+        )
+        return last, seen
 
 
 def ns(when: datetime) -> int:
@@ -73,16 +84,8 @@ def test_runs_each_slot_once_with_slot_ids_context_and_parameters() -> None:
     flow = make_flow(calls)
     store = MemoryStore()
     clock = FakeClock(START.add(minutes=30))
-    seen: list[ScheduledRun] = []
-    state = run_on_schedule(
-        flow,
-        hourly(x=5, y="clock"),
-        parameters={"y": "explicit"},
-        store=store,
-        max_runs=3,
-        now=clock.now,
-        sleep=clock.sleep,
-        on_run=seen.append,
+    state, seen = clock.run(
+        flow, hourly(x=5, y="clock"), parameters={"y": "explicit"}, store=store, max_runs=3
     )
     assert state is not None and state.is_successful()
     slots = [START.add(hours=h) for h in (1, 2, 3)]
@@ -109,16 +112,7 @@ def test_a_restart_resumes_the_interrupted_slot_instead_of_starting_another(
     assert not replay(store, slot).finished()
     # restarted after the slot's time: the slot's run is resumed, not run anew or skipped
     clock.now_ = START.add(hours=1, minutes=10)
-    seen: list[ScheduledRun] = []
-    run_on_schedule(
-        make_flow(calls),
-        hourly(),
-        store=store,
-        max_runs=2,
-        now=clock.now,
-        sleep=clock.sleep,
-        on_run=seen.append,
-    )
+    _, seen = clock.run(make_flow(calls), hourly(), store=store, max_runs=2)
     assert [(r.run_id, r.resumed) for r in seen] == [
         (slot, True),
         (slot_run_id("etl", START.add(hours=2)), False),
@@ -133,19 +127,10 @@ def test_a_finished_slot_is_not_run_again_and_missed_slots_are_skipped() -> None
     flow = make_flow(calls)
     store = MemoryStore()
     clock = FakeClock(START.add(minutes=30))
-    run_on_schedule(flow, hourly(), store=store, max_runs=1, now=clock.now, sleep=clock.sleep)
+    clock.run(flow, hourly(), store=store, max_runs=1)
     # down for three hours: the slots at 2:00, 3:00 and 4:00 are not run (Prefect 1)
     clock.now_ = START.add(hours=4, minutes=30)
-    seen: list[ScheduledRun] = []
-    run_on_schedule(
-        flow,
-        hourly(),
-        store=store,
-        max_runs=1,
-        now=clock.now,
-        sleep=clock.sleep,
-        on_run=seen.append,
-    )
+    _, seen = clock.run(flow, hourly(), store=store, max_runs=1)
     assert [r.start_time for r in seen] == [START.add(hours=5)]
     assert len(calls) == 2
 
@@ -155,19 +140,9 @@ def test_catch_up_runs_the_missed_slots_in_order() -> None:
     flow = make_flow(calls)
     store = MemoryStore()
     clock = FakeClock(START.add(minutes=30))
-    run_on_schedule(flow, hourly(), store=store, max_runs=1, now=clock.now, sleep=clock.sleep)
+    clock.run(flow, hourly(), store=store, max_runs=1)
     clock.now_ = START.add(hours=3, minutes=30)
-    seen: list[ScheduledRun] = []
-    run_on_schedule(
-        flow,
-        hourly(),
-        store=store,
-        catch_up=True,
-        until=START.add(hours=3),
-        now=clock.now,
-        sleep=clock.sleep,
-        on_run=seen.append,
-    )
+    _, seen = clock.run(flow, hourly(), store=store, catch_up=True, until=START.add(hours=3))
     assert [r.start_time.hour for r in seen] == [2, 3]
     assert [c[0] for c in calls] == [ns(START.add(hours=h)) for h in (1, 2, 3)]
 
@@ -177,10 +152,10 @@ def test_until_stop_and_an_exhausted_schedule_end_the_loop() -> None:
     flow = make_flow(calls)
     clock = FakeClock(START)
     dates = Schedule([DatesClock([START.add(hours=1), START.add(hours=2)])])
-    last = run_on_schedule(flow, dates, store=MemoryStore(), now=clock.now, sleep=clock.sleep)
+    last, _ = clock.run(flow, dates, store=MemoryStore())
     assert last is not None and len(calls) == 2
     with pytest.raises(ValueError, match="no more scheduled runs"):
-        run_on_schedule(flow, dates, store=MemoryStore(), now=clock.now, sleep=clock.sleep)
+        clock.run(flow, dates, store=MemoryStore())
     stop = threading.Event()
 
     def stopping_sleep(seconds: float) -> None:
@@ -205,11 +180,7 @@ def test_events_at_one_time_with_other_parameters_get_their_own_slots() -> None:
             DatesClock([at], parameter_defaults={"x": 2}),
         ]
     )
-    seen: list[ScheduledRun] = []
-    clock = FakeClock(START)
-    run_on_schedule(
-        flow, both, store=MemoryStore(), now=clock.now, sleep=clock.sleep, on_run=seen.append
-    )
+    _, seen = FakeClock(START).run(flow, both, store=MemoryStore())
     assert [r.run_id for r in seen] == ["etl@2026-01-01T01:00:00Z", "etl@2026-01-01T01:00:00Z#2"]
     assert sorted(c[1] for c in calls) == [1, 2]
 
@@ -309,16 +280,7 @@ def test_a_slot_another_scheduler_drives_is_skipped_not_run_twice() -> None:
     slot = slot_run_id("etl", START.add(hours=1))
     # a second scheduler process holds the slot's run (its lease outlives this test)
     store.acquire_lease(slot, owner="other-host:4242:x", ttl=3600, now=time.time_ns())
-    seen: list[ScheduledRun] = []
-    run_on_schedule(
-        flow,
-        hourly(),
-        store=store,
-        max_runs=1,
-        now=clock.now,
-        sleep=clock.sleep,
-        on_run=seen.append,
-    )
+    _, seen = clock.run(flow, hourly(), store=store, max_runs=1)
     assert calls == []
     assert [(r.run_id, r.state) for r in seen] == [(slot, None)]
     assert seen[0].skipped is not None and "other-host:4242:x" in seen[0].skipped
