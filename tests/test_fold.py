@@ -18,7 +18,7 @@ from statecore.errors import CorruptEvent, SchemaVersionError
 from statecore.events import SCHEMA_VERSION, StoredEvent, encode_state_change
 from statecore.runners import replay
 from statecore.serialization import packb
-from statecore.view import RunView, fold
+from statecore.view import RunView, TaskRun, fold
 
 
 @task
@@ -95,9 +95,7 @@ def test_a_bad_state_event_is_named_whole_or_as_rows(case: str, tmp_path: Path) 
     run_id, events = logged_run(doubling_flow())
     # a child's event: the parent's Mapped event comes first, so the child exists
     at = next(
-        i
-        for i, e in enumerate(events)
-        if e.kind == "state" and msgpack.unpackb(e.payload)[2] == 0
+        i for i, e in enumerate(events) if e.kind == "state" and msgpack.unpackb(e.payload)[2] == 0
     )
     payload, why = BAD_PAYLOADS[case]
     bad = tampered(events, at, payload)
@@ -140,8 +138,101 @@ def test_megabyte_payloads_fold_between_small_ones(tmp_path: Path) -> None:
     assert max(len(e.payload) for e in events) > MIB
     for fold_it in fold_both_ways(events, tmp_path):
         view = fold_it()
-        results = sorted(
-            (r.state.result for r in view.runs), key=lambda r: len(r) if r != 2 else 0
-        )
+        results = sorted((r.state.result for r in view.runs), key=lambda r: len(r) if r != 2 else 0)
         assert results == [2, b"x" * 10, b"x" * (MIB + 10)]
         assert view.flow_state.is_successful()
+
+
+# -- the replay loop's savings: chunked decoding, children made late, shared Running --
+
+
+@pytest.fixture(scope="module")
+def long_log() -> tuple[str, list[StoredEvent]]:
+    # 5,000 children, about 10,000 events: several of the fold's 4,096-row chunks
+    with Flow("long") as flow:
+        double.map(list(range(5000)))
+    return logged_run(flow)
+
+
+def child_event(events: list[StoredEvent], after: int) -> int:
+    """The first child state event at or after index ``after``."""
+    return next(
+        i
+        for i, e in enumerate(events)
+        if i >= after and e.kind == "state" and msgpack.unpackb(e.payload)[2] is not None
+    )
+
+
+def rows_of(events: list[StoredEvent]) -> list[tuple[int, str, int, bytes]]:
+    return [(e.seq, e.kind, e.ts, e.payload) for e in events]
+
+
+# payloads that break a chunk's one-call decoding, each alone or as a pair whose lengths
+# cancel out (one byte short, then one byte over), which only the separators catch
+DAMAGE: dict[str, Callable[[bytes, bytes], tuple[bytes, bytes]]] = {
+    "truncated": lambda a, b: (a[:-1], b),
+    "trailing byte": lambda a, b: (a + b"\xc0", b),
+    "short then long": lambda a, b: (a[:-1], b + b"\xc0"),
+    "long then short": lambda a, b: (a + b"\xc0", b[:-1]),
+    "not msgpack": lambda a, b: (b"\xc1" + a[1:], b),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_damage_deep_in_a_long_log_is_named_and_all_before_it_is_folded(
+    case: str, long_log: tuple[str, list[StoredEvent]]
+) -> None:
+    run_id, events = long_log
+    assert len(events) > 2 * 4096
+    at = child_event(events, 6000)
+    later = child_event(events, at + 1)
+    first, second = DAMAGE[case](events[at].payload, events[later].payload)
+    bad = tampered(tampered(events, at, first), later, second)
+    view = RunView(run_id)
+    view.track = False
+    with pytest.raises(CorruptEvent, match=f"run {run_id!r}, event {at + 1}: payload"):
+        view.apply_rows(rows_of(bad))
+    assert view.head == at
+    # every child is a TaskRun even so, and as many succeeded as the events before say
+    kids = [c for found in view.children.values() for c in found]
+    assert len(kids) == 5000 and all(isinstance(c, TaskRun) for c in kids)
+    succeeded = sum(
+        e.kind == "state" and msgpack.unpackb(e.payload)[4] == "Success"
+        for e in events[:at]
+        if e.kind == "state" and msgpack.unpackb(e.payload)[2] is not None
+    )
+    assert sum(c.state.is_successful() for c in kids) == succeeded > 0
+
+
+def test_a_log_cut_mid_map_leaves_children_pending_or_running_each_its_own() -> None:
+    run_id, events = logged_run(doubling_flow())
+    mapped = next(
+        i
+        for i, e in enumerate(events)
+        if e.kind == "state" and msgpack.unpackb(e.payload)[4] == "Mapped"
+    )
+    starts = [
+        e
+        for e in events[mapped + 1 :]
+        if e.kind == "state" and msgpack.unpackb(e.payload)[4] == "Running"
+    ][:2]
+    # the run stopped after two children started (as a crash, or two workers, leave it)
+    cut = events[: mapped + 1] + [
+        dataclasses.replace(e, seq=mapped + 2 + i) for i, e in enumerate(starts)
+    ]
+    replayed = fold(cut)
+    reference = RunView(run_id)  # keeps a timeline: no short cut, no sharing
+    reference.apply_many(cut)
+    kids = replayed.children[replayed.by_key["double-1"]]
+    assert [type(c.state).__name__ for c in kids] == ["Running", "Running", "Pending"]
+    for mine, theirs in zip(kids, reference.children[reference.by_key["double-1"]], strict=True):
+        assert mine.state == theirs.state
+        assert (mine.started, mine.ended, mine.attempt) == (
+            theirs.started,
+            theirs.ended,
+            theirs.attempt,
+        )
+    # no two tasks share a State object, so changing one changes no other
+    assert len({id(c.state) for c in kids}) == 3
+    kids[0].state.message = "changed"
+    assert kids[1].state.message == "Starting task run."
