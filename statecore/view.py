@@ -193,6 +193,20 @@ def state_extra(state: State) -> dict[str, Any] | None:
 # states whose events need no extra fields (checked by exact type: the hot path)
 _PLAIN = frozenset({Pending, Running, Success, Failed, Skipped, TriggerFailed, TimedOut, Cancelled})
 _PLAIN_BY_NAME: dict[str, type[State]] = {cls.__name__: cls for cls in _PLAIN}
+# The replay loop makes these states and TaskRuns by setting their slots itself: a class
+# call costs a third more in CPython 3.11. That is only sound while their slots and
+# __init__ are the ones below (tests/test_fold.py compares the two ways of making them).
+_STATE_SLOTS = ("message", "result", "run_id")
+_TASK_RUN_SLOTS = (
+    "attempt",
+    "ended",
+    "interrupted",
+    "loop_count",
+    "loop_result",
+    "started",
+    "state",
+)
+_new = object.__new__
 _ENDS = frozenset(cls for cls in STATE_CLASSES.values() if issubclass(cls, Finished)) - {Looped}
 
 
@@ -385,6 +399,8 @@ class RunView:
         from_pending = table["Pending"]
         ends = _ENDS
         running = Running
+        new_object = _new
+        task_run = TaskRun
         state_kind = KIND_STATE
         version = SCHEMA_VERSION
         # without a timeline to keep, the two commonest changes take a short cut below
@@ -439,7 +455,11 @@ class RunView:
                         except TypeError:  # a message that is not a string (unhashable)
                             state = running(message)
                     elif cls is not None:
-                        state = cls(message, result if stored else NOT_PERSISTED)
+                        # cls(message, result), made without the class call (see _PLAIN)
+                        state = new_object(cls)
+                        state.message = message
+                        state.result = result if stored else NOT_PERSISTED
+                        state.run_id = None
                     else:
                         try:
                             state = build_state(
@@ -476,7 +496,15 @@ class RunView:
                                 and prev == "Pending"
                                 and new in from_pending
                             ):
-                                kids[index] = run = TaskRun(state, ts, attempt)
+                                # TaskRun(state, ts, attempt), without the class call
+                                kids[index] = run = new_object(task_run)
+                                run.state = state
+                                run.attempt = attempt
+                                run.loop_count = 0
+                                run.loop_result = None
+                                run.started = ts
+                                run.ended = None
+                                run.interrupted = False
                                 hold(run)
                                 made += 1
                                 head = seq

@@ -13,11 +13,13 @@ import msgpack
 import pytest
 
 from statecore import Flow, task
+from statecore import view as view_module
 from statecore.backends import MemoryStore, SQLiteStore
 from statecore.errors import CorruptEvent, SchemaVersionError
 from statecore.events import SCHEMA_VERSION, StoredEvent, encode_state_change
 from statecore.runners import replay
 from statecore.serialization import packb
+from statecore.states import State
 from statecore.view import RunView, TaskRun, fold
 
 
@@ -236,3 +238,25 @@ def test_a_log_cut_mid_map_leaves_children_pending_or_running_each_its_own() -> 
     assert len({id(c.state) for c in kids}) == 3
     kids[0].state.message = "changed"
     assert kids[1].state.message == "Starting task run."
+
+
+def test_the_replay_loop_makes_states_and_task_runs_as_their_classes_do() -> None:
+    # the loop sets these slots itself instead of calling the classes (view._PLAIN)
+    for cls in view_module._PLAIN:
+        assert cls.__init__ is State.__init__
+        assert vars(cls)["__slots__"] == ()
+    assert State.__slots__ == view_module._STATE_SLOTS
+    assert TaskRun.__slots__ == view_module._TASK_RUN_SLOTS
+    # and what it makes equals what the classes make, slot by slot
+    run_id, events = logged_run(doubling_flow())
+    replayed = fold(events)
+    reference = RunView(run_id)  # keeps a timeline: makes everything through the classes
+    reference.apply_many(events)
+    node = replayed.by_key["double-1"]
+    mine_all = replayed.children[node] + replayed.runs
+    theirs_all = reference.children[node] + reference.runs
+    for mine, theirs in zip(mine_all, theirs_all, strict=True):
+        for slot in view_module._TASK_RUN_SLOTS:
+            assert getattr(mine, slot) == getattr(theirs, slot), slot
+        for slot in view_module._STATE_SLOTS:
+            assert getattr(mine.state, slot) == getattr(theirs.state, slot), slot
