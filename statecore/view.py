@@ -409,6 +409,10 @@ class RunView:
         held: list[TaskRun] = []  # the TaskRuns given a shared state, for _end_fold
         hold = held.append
         made = 0  # mapped children made by their first event
+        # the task the last state event named, its index and its children (if mapped)
+        last_task: Any = None
+        node = 0
+        kids: Any = None  # list[TaskRun | None] while folding, or None (not mapped)
         run_id = self.run_id
         head = self.head
         rows = iter(rows)
@@ -425,6 +429,7 @@ class RunView:
                     if kind != state_kind:
                         self._apply_other(seq, kind, ts, payload)
                         head = seq
+                        last_task = None  # the task index may have changed
                         # a run or graph-changed event may have replaced the task index
                         by_key = self.by_key
                         runs = self.runs
@@ -472,18 +477,23 @@ class RunView:
                         apply_state(None, None, state, attempt, ts, seq, prev)
                         head = seq
                         continue
-                    node = by_key.get(task)
-                    if node is None:
-                        raise CorruptEvent(f"run {run_id!r}, event {seq}: unknown task {task!r}")
+                    if task != last_task:  # a map's events name one task over and over
+                        try:
+                            node = by_key[task]
+                        except (KeyError, TypeError):
+                            raise CorruptEvent(
+                                f"run {run_id!r}, event {seq}: unknown task {task!r}"
+                            ) from None
+                        kids = children.get(node)
+                        last_task = task
                     if index is None:
                         run = runs[node]
                     else:
                         try:
                             if index < 0:
                                 raise IndexError(index)
-                            kids = children[node]
                             run = kids[index]
-                        except (KeyError, IndexError, TypeError):
+                        except (IndexError, TypeError):
                             raise CorruptEvent(
                                 f"run {run_id!r}, event {seq}: {task}[{index}]"
                                 " is not a child of a mapped task"
@@ -538,6 +548,7 @@ class RunView:
                     state = state if fresh else running(message)
                     apply_state(node, index, state, attempt, ts, seq, prev)
                     head = seq
+                    last_task = None  # a Mapped state makes the task's children anew
         finally:
             self.head = head
             self._folding = False

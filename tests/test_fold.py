@@ -88,6 +88,7 @@ BAD_PAYLOADS = {
     "trailing bytes": (valid_change() + b"\x01", "cannot be decoded"),
     "unknown state": (valid_change(new="Exploded"), "Exploded"),
     "unknown task": (valid_change(task="nope-1", index=None), "unknown task 'nope-1'"),
+    "task not a string": (valid_change(task=["double-1"], index=None), "unknown task"),
     "not a child": (valid_change(index=99), r"double-1\[99\] is not a child"),
 }
 
