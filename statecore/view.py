@@ -375,7 +375,8 @@ class RunView:
         loop, kept tight because audits and resumes fold big logs. It does not set
         :attr:`last_event` (a row lacks the envelope's hash); the caller does.
 
-        Three savings make it cheap, none of them visible in the view it leaves:
+        These savings make it cheap, none of them visible in the view it leaves
+        (README, "Speed", has their measure):
 
         * rows are taken a chunk at a time, and a chunk's payloads decoded in one msgpack
           call (:func:`_decode_chunk`); a chunk that does not decode cleanly is decoded
@@ -384,7 +385,12 @@ class RunView:
           parent maps (the children the log never reaches are made at the end);
         * a plain ``Running`` state, soon replaced in most logs, is shared among the
           tasks that start with the same message while folding; whatever is still
-          Running at the end gets a State of its own (:meth:`_end_fold`).
+          Running at the end gets a State of its own (:meth:`_end_fold`);
+        * the task an event names is looked up once per run of events naming it, and
+          plain States and a child's TaskRun are made by setting their slots (see
+          ``_PLAIN``);
+        * a legal start, and a legal end of a mapped child, are applied here; every
+          other change goes through :meth:`apply_state`.
 
         Raises:
             CorruptEvent: a gap, an undecodable event, an unknown task or state name.
