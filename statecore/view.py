@@ -111,14 +111,12 @@ class TaskRun:
 
     __slots__ = ("attempt", "ended", "interrupted", "loop_count", "loop_result", "started", "state")
 
-    def __init__(
-        self, state: State | None = None, started: int | None = None, attempt: int = 0
-    ) -> None:
-        self.state: State = Pending(NOT_RUN) if state is None else state
-        self.attempt = attempt
+    def __init__(self) -> None:
+        self.state: State = Pending(NOT_RUN)
+        self.attempt = 0
         self.loop_count = 0
         self.loop_result: Any = None
-        self.started = started
+        self.started: int | None = None
         self.ended: int | None = None
         self.interrupted = False
 
@@ -520,7 +518,7 @@ class RunView:
                                 and prev == "Pending"
                                 and new in from_pending
                             ):
-                                # TaskRun(state, ts, attempt), without the class call
+                                # a TaskRun, made without the class call, that starts Running
                                 kids[index] = run = new_object(task_run)
                                 run.state = state
                                 run.attempt = attempt
