@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter, itemgetter
+from secrets import token_bytes
 from typing import Any
 
 from statecore import machine
@@ -79,7 +80,10 @@ _CHANGE_FIELDS = (
 _CHUNK = 4096  # rows decoded per msgpack call
 # Between two payloads of a chunk: an 8-byte msgpack bin. Each must decode back where it
 # was put, a check that every payload decoded to exactly one object, no more, no less.
-_MARK = b"\x00sc:sep\x00"
+# The mark is drawn afresh in each process: a log's author cannot know it, so no pair of
+# payloads can be crafted to swallow one separator and supply another in its place (only
+# then could a chunk decode while its rows, decoded one by one, do not).
+_MARK = token_bytes(8)
 _SEPARATOR = b"\xc4\x08" + _MARK
 _PAYLOAD: Callable[[EventRow], bytes] = itemgetter(3)
 
@@ -133,6 +137,10 @@ class TimelineEntry:
     new: str
     attempt: int
     message: str | None
+    #: when the attempt's body started and ended (UTC ns), measured where it ran, for
+    #: the events that end an attempt; None where the event carries no measure
+    started_at: int | None = None
+    ended_at: int | None = None
 
 
 def build_state(name: str, message: str | None, result: Any, extra: dict[str, Any] | None) -> State:
@@ -184,6 +192,7 @@ def state_extra(state: State) -> dict[str, Any] | None:
         return {
             "cached_result_expiration": state.cached_result_expiration,
             "cached_parameters": state.cached_parameters,
+            "cached_inputs": state.cached_inputs,
         }
     return None
 
@@ -289,11 +298,14 @@ class RunView:
         ts: int,
         seq: int = 0,
         prev: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Fold one state change (from the log, or from the live runner).
 
         ``prev`` is the previous state the event names; when given (a log), the change
         is checked against the view and the machine's table, and problems are flagged.
+        ``extra`` is the event's extra fields (only its measured times are read, for
+        the timeline).
         """
         kind = type(state)
         new = kind.__name__
@@ -305,7 +317,7 @@ class RunView:
             if kind in _ENDS:
                 self.ended = ts
             if self.track:
-                self._entries.append((seq, ts, None, None, old, new, attempt, state.message))
+                self._entries.append((seq, ts, None, None, old, new, attempt, state.message, None))
             return
         run = self.runs[node] if index is None else self.children[node][index]
         old = type(run.state).__name__
@@ -343,7 +355,7 @@ class RunView:
         elif kind is Pending and old in ("Running", "Looped"):
             run.interrupted = True
         if self.track:
-            self._entries.append((seq, ts, node, index, old, new, attempt, state.message))
+            self._entries.append((seq, ts, node, index, old, new, attempt, state.message, extra))
 
     def _label(self, node: int, index: int | None) -> str:
         key = self.keys[node] if node < len(self.keys) else str(node)
@@ -558,7 +570,7 @@ class RunView:
                             head = seq
                             continue
                     state = state if fresh else running(message)
-                    apply_state(node, index, state, attempt, ts, seq, prev)
+                    apply_state(node, index, state, attempt, ts, seq, prev, extra)
                     head = seq
                     last_task = None  # a Mapped state makes the task's children anew
         finally:
@@ -595,6 +607,12 @@ class RunView:
             if body.code == "graph-changed" and body.data and "graph" in body.data:
                 self.regraph(body.data["graph"])
 
+    def settle_flow_result(self) -> None:
+        """Give a folded flow state the result ``flow.run`` gives it: every task's state
+        (the log records the flow's result as None; it is a view of the tasks')."""
+        if self.flow_state.result is None:
+            self.flow_state.result = self.task_states
+
     def advance(self, event: StoredEvent) -> None:
         """Record that ``event`` (already folded through :meth:`apply_state`) is the head."""
         self.head = event.seq
@@ -630,8 +648,18 @@ class RunView:
             return shadow.timeline()
         keys = self.keys
         return [
-            TimelineEntry(seq, ts, None if n is None else keys[n], i, old, new, attempt, message)
-            for seq, ts, n, i, old, new, attempt, message in self._entries
+            TimelineEntry(
+                seq,
+                ts,
+                None if n is None else keys[n],
+                i,
+                old,
+                new,
+                attempt,
+                message,
+                *_measured(extra),
+            )
+            for seq, ts, n, i, old, new, attempt, message, extra in self._entries
         ]
 
     @property
@@ -644,18 +672,32 @@ class RunView:
         return self.flow_state.is_finished()
 
 
+def _measured(extra: Any) -> tuple[int | None, int | None]:
+    if not isinstance(extra, dict):
+        return None, None
+    started, ended = extra.get("started_at"), extra.get("ended_at")
+    return (
+        started if type(started) is int else None,
+        ended if type(ended) is int else None,
+    )
+
+
 class TaskStates(Mapping[Any, State]):
     """Task states by handle, key, or a name unique in the flow."""
 
     def __init__(self, view: RunView, index_of: Mapping[Any, int] | None = None) -> None:
         self._view = view
         self._index_of = index_of
-        names: dict[str, list[int]] = {}
-        for i, t in enumerate(view.graph.get("tasks", [])):
-            names.setdefault(t["name"], []).append(i)
-        self._names = names
+        self._names: dict[str, list[int]] | None = None
+        self._graph: Any = None
 
     def _resolve(self, ref: Any) -> int:
+        graph = self._view.graph
+        if self._names is None or self._graph is not graph:  # a resume may regraph
+            names: dict[str, list[int]] = {}
+            for i, t in enumerate(graph.get("tasks", [])):
+                names.setdefault(t["name"], []).append(i)
+            self._names, self._graph = names, graph
         return resolve_task_ref(ref, self._view.by_key, self._index_of, self._names)
 
     def __getitem__(self, ref: Any) -> State:
@@ -690,6 +732,7 @@ def fold(events: Iterable[StoredEvent], *, run_id: str | None = None) -> RunView
     view.track = False
     view.apply_many(events)
     view._source = lambda: map(_ROW, events)
+    view.settle_flow_result()
     return view
 
 
@@ -709,4 +752,5 @@ def fold_rows(
     view.track = False
     view.apply_rows(rows)
     view._source = again
+    view.settle_flow_result()
     return view

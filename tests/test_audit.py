@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from statecore.backends import MemoryStore, SQLiteStore
-from statecore.events import StateChanged, StoredEvent, chain_hash, decode_body, encode_body
+from statecore.events import Note, StateChanged, StoredEvent, chain_hash, decode_body, encode_body
 from statecore.runners.audit import iso_time, json_safe, log_lines, verify_chain
 from statecore.runners.cli import cli
 from statecore.runners.loading import FlowLoadError, load_flow, split_flow_ref
@@ -62,13 +62,25 @@ def test_verify_intact_chain_prints_the_head_hash(tmp_path: Path) -> None:
 
 
 def tamper(db: Path, run_id: str, seq: int) -> None:
-    """Rewrite one state event's payload as an editor with file access would: decodable."""
+    """Rewrite one event's payload as an editor with file access would: decodable."""
     event = next(e for e in events(db, run_id) if e.seq == seq)
     body = decode_body(event)
-    assert isinstance(body, StateChanged)
-    forged = StateChanged(
-        body.task, body.index, body.prev, body.new, body.attempt, "forged", 999, True, body.extra
-    )
+    forged: StateChanged | Note
+    if isinstance(body, Note):  # e.g. the run's last event, its driver's session end
+        forged = Note(body.code, "forged", body.data)
+    else:
+        assert isinstance(body, StateChanged)
+        forged = StateChanged(
+            body.task,
+            body.index,
+            body.prev,
+            body.new,
+            body.attempt,
+            "forged",
+            999,
+            True,
+            body.extra,
+        )
     with sqlite3.connect(db) as conn:
         conn.execute(
             "UPDATE events SET payload = ? WHERE run_id = ? AND seq = ?",
@@ -221,7 +233,12 @@ def test_logs_show_task_lines_and_notes_in_time_order(tmp_path: Path) -> None:
 
     with SQLiteStore(db) as store:
         view = replay(store, "m")
-    assert [line.message for line in log_lines(view)] == [r.message for _, r in view.logs]
+    assert [line.message for line in log_lines(view, notes=False)] == [
+        r.message for _, r in view.logs
+    ]
+    # the driver's session notes are lines too, in time order among the task lines
+    codes = [line.source for line in log_lines(view) if line.level == "NOTE"]
+    assert codes == ["note:session-start", "note:session-end"]
 
 
 def test_logs_include_run_notes(tmp_path: Path) -> None:

@@ -376,11 +376,12 @@ def test_kill_plans_cover_start_middle_and_end() -> None:
     assert len({p.lines for p in plans}) >= 25
 
 
-def test_rerun_after_crash_before_first_commit(
+def test_a_blocked_inline_body_does_not_hold_the_commit_window(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A driver killed before its first group commit leaves a lease and no events: the
-    same run id starts over at once, with a well-formed log (the run event first)."""
+    """A body run inline does not hold the commit window open: while the first body
+    waits (for a gate never opened), the run's opening events reach the log; a SIGKILL
+    then leaves a run that the same run id takes over, the body running again."""
     from .crash_flows.flows import GATE_ENV, gated_flow
 
     path = tmp_path / "runs.db"
@@ -394,9 +395,15 @@ def test_rerun_after_crash_before_first_commit(
         *("--flow", "gated", "--lease-ttl", "30"),
         env={GATE_ENV: str(gate)},
     )
-    # the first body waits for a gate that is never opened, so nothing is ever committed
-    assert kill_at(proc, side, KillPlan(1, 0.05))
-    assert store.head("early") == 0
+    # no clock in the assertion: wait (bounded) for the commit while the body is blocked
+    deadline = time.monotonic() + 60
+    while store.head("early") == 0 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the flow ended although its first body is blocked"
+    committed = store.read("early")
+    assert committed and committed[0].kind == "run"
+    assert kill_at(proc, side, KillPlan(0, 0.0))
+    assert store.read("early")[: len(committed)] == committed
     assert store.get_lease("early") is not None
     monkeypatch.setenv(flows.SIDE_ENV, str(side))
     gate.touch()
@@ -411,4 +418,10 @@ def test_rerun_after_crash_before_first_commit(
     assert_chain(events)
     view = replay(SQLiteStore(path), "early")
     assert view.flow_state.is_successful()
-    assert [n.code for _, n in view.notes] == ["takeover"]
+    assert [n.code for _, n in view.notes] == [
+        "session-start",
+        "session-lost",
+        "session-start",
+        "takeover",
+        "session-end",
+    ]

@@ -183,6 +183,4 @@ def test_an_unreachable_scheduler_is_a_clear_error() -> None:
         inc(1)
         inc(2)
     with pytest.raises(ClusterUnavailable, match=r"127\.0\.0\.1:9"):
-        flow.run(
-            store=MemoryStore(), runner=DaskRunner("tcp://127.0.0.1:9", connect_timeout=1)
-        )
+        flow.run(store=MemoryStore(), runner=DaskRunner("tcp://127.0.0.1:9", connect_timeout=1))

@@ -276,7 +276,9 @@ def test_a_flow_state_handler_can_replace_the_flow_state(store: MemoryStore) -> 
         boom()
     state = flow.run(store=store)
     assert (state.name, state.message) == ("Success", "forgiven")
-    assert replay(store, state.run_id).flow_state == states.Success("forgiven")
+    replayed = replay(store, state.run_id).flow_state
+    assert (replayed.name, replayed.message) == ("Success", "forgiven")
+    assert replayed == state  # its result too: every task's state
 
 
 # -- bad input: clear errors, nothing written ----------------------------------------------------
@@ -497,7 +499,7 @@ def test_context_logger_lines_are_appended_to_the_log(store: MemoryStore) -> Non
 # -- interruption and resume ---------------------------------------------------------------------
 
 
-def test_keyboard_interrupt_leaves_the_task_running_and_resume_finishes_it(
+def test_keyboard_interrupt_logs_the_attempt_interrupted_and_resume_finishes_it(
     store: MemoryStore,
 ) -> None:
     calls: list[int] = []
@@ -516,8 +518,12 @@ def test_keyboard_interrupt_leaves_the_task_running_and_resume_finishes_it(
     with pytest.raises(KeyboardInterrupt):
         flow.run(store=store, run_id="ki")
     view = replay(store, "ki")
-    assert view.task_states["fragile"].name == "Running"
+    # the driver logs the attempt it could not finish, and the end of its session
+    interrupted = view.task_states["fragile"]
+    assert interrupted.name == "Pending"
+    assert interrupted.message.startswith("Interrupted: attempt 1 was stopped by KeyboardInterrupt")
     assert not view.finished()
+    assert [n.data["reason"] for _, n in view.notes if n.code == "session-end"] == ["interrupted"]
 
     state = resume("ki", flow, store=store)
     assert state.is_successful()

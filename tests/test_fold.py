@@ -261,3 +261,22 @@ def test_the_replay_loop_makes_states_and_task_runs_as_their_classes_do() -> Non
             assert getattr(mine, slot) == getattr(theirs, slot), slot
         for slot in view_module._STATE_SLOTS:
             assert getattr(mine.state, slot) == getattr(theirs.state, slot), slot
+
+
+def test_two_payloads_crafted_around_a_separator_are_refused(tmp_path: Path) -> None:
+    """The forgery an author of the log could craft against a known separator: the first
+    payload is an event without its last field (extras), so it swallows the separator
+    after it as that field; the second starts with a copy of the separator, then a whole
+    event. Neither decodes alone; replay must say so, not fold a "FORGED" event. The
+    separator's mark is drawn per process, so a copy cannot match."""
+    _, events = logged_run(doubling_flow())
+    at = first_state_event(events)
+    known_mark = b"\x00sc:sep\x00"  # what the separator was, and what a forger would copy
+    fields = msgpack.unpackb(events[at].payload)
+    fields[6] = "FORGED"  # the message
+    swallowing = b"\x9a" + b"".join(msgpack.packb(f) for f in fields[:9])
+    forged_next = b"\xc4\x08" + known_mark + events[at + 1].payload
+    log = tampered(tampered(events, at, swallowing), at + 1, forged_next)
+    for fold_log in fold_both_ways(log, tmp_path):
+        with pytest.raises(CorruptEvent, match=f"event {events[at].seq}"):
+            fold_log()

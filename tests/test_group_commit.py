@@ -276,9 +276,9 @@ def test_group_commit_groups_a_500_task_chain(tmp_path: Path) -> None:
         head = store.head(state.run_id)  # type: ignore[attr-defined]
     finally:
         store.close()
-    assert head == 1 + 2 + 2 * 500  # run, flow Running/Success, 2 per task
+    assert head == 1 + 2 + 2 + 2 * 500  # run, flow Running/Success, session start/end, 2 per task
     assert store.events == head
-    # 1,003 events in windows of 512: a handful of appends, not one per event.
+    # 1,005 events in windows of 512: a handful of appends, not one per event.
     assert store.appends <= 6, store.batches
     assert max(store.batches) >= 500, store.batches
 
@@ -292,7 +292,7 @@ def test_a_window_of_one_event_appends_every_event(tmp_path: Path) -> None:
         head = store.head(state.run_id)  # type: ignore[attr-defined]
     finally:
         store.close()
-    assert store.events == head == 103
+    assert store.events == head == 105
     assert store.appends >= head
 
 

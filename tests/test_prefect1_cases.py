@@ -50,7 +50,8 @@ def test_flow_case(c: dict[str, Any]) -> None:
 def assert_replay_equals_run(observed: dict[str, Any]) -> None:
     view = replay(observed["store"], observed["run_id"])
     state = observed["state"]
-    assert view.flow_state == type(state)(state.message)
+    assert view.flow_state == type(state)(state.message, view.flow_state.result)
+    assert set(view.flow_state.result) == set(state.result)  # every task's state
     for key in view.task_states:
         folded = view.task_states[key]
         live = state.result[key]

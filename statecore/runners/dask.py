@@ -1,8 +1,9 @@
 """``DaskRunner``: task bodies on a ``dask.distributed`` cluster.
 
-Only the driver, which holds the run's lease, appends events: workers run batches of
-attempts (:func:`~statecore.runners.execution.run_attempts`) and send back outcomes with
-the log lines the bodies wrote. Parameters and secrets are resolved by the driver, so a
+Only the driver, which holds the run's lease, appends events: workers run attempts
+(:func:`~statecore.runners.execution.run_remote`), each a future of its own, and each
+outcome comes back with the body's measured times and log lines as soon as it ends.
+Parameters and secrets are resolved by the driver, so a
 secret's value travels to a worker only as an input of the task that uses it.
 
 Use it with a shared store (Redis) to run one flow across machines::
@@ -15,12 +16,15 @@ Requires the ``dask`` extra: ``pip install 'statecore[dask]'``.
 
 from __future__ import annotations
 
+import queue
+import time
+import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from statecore.errors import ClusterUnavailable
-from statecore.events import LogRecord
-from statecore.runners.execution import Attempt, Executor, Outcome, RunLogger, run_attempts
+from statecore.runners.execution import Attempt, Done, Executor, RunLogger, drain, run_remote
 
 __all__ = ["DaskRunner"]
 
@@ -77,9 +81,7 @@ class DaskRunner:
         self.lease_renew = lease_renew
         self.max_workers = 0
 
-    def make_executor(
-        self, logger: RunLogger, resolve_secret: Callable[[str], Any]
-    ) -> Executor:
+    def make_executor(self, logger: RunLogger, resolve_secret: Callable[[str], Any]) -> Executor:
         """Connect to (or start) the cluster for one run."""
         distributed = _distributed()
         cluster = None
@@ -101,33 +103,48 @@ class DaskRunner:
 
 
 class _DaskExecutor:
-    """Batches as ``distributed`` futures."""
+    """One ``distributed`` future per attempt; each reports back as it ends."""
 
     def __init__(self, client: Any, *, owned: bool, cluster: Any) -> None:
         self._client = client
         self._owned = owned
         self._cluster = cluster
+        self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
+        self._futures: dict[int, Any] = {}
         threads = client.nthreads()
         self.workers = max(1, sum(threads.values()) if threads else 1)
 
-    def submit(self, batch: Sequence[Attempt]) -> Any:
-        return self._client.submit(run_attempts, list(batch), pure=False)
+    def submit(self, batch: Sequence[tuple[int, Attempt]]) -> None:
+        tokens = [token for token, _ in batch]
+        futures = self._client.map(
+            run_remote,
+            [attempt for _, attempt in batch],
+            pure=False,
+            key=[f"statecore-{uuid.uuid4().hex}" for _ in batch],
+        )
+        for token, future in zip(tokens, futures, strict=True):
+            self._futures[token] = future
+            future.add_done_callback(partial(self._report, token))
 
-    def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
-        distributed = _distributed()
+    def _report(self, token: int, future: Any) -> None:
+        # runs on the client's thread when the future ends: hand it to the driver
         try:
-            done, _ = distributed.wait(
-                list(handles), timeout=timeout, return_when="FIRST_COMPLETED"
-            )
-        except TimeoutError:
-            return []
-        return list(done)
+            outcome, lines = future.result()
+        except BaseException as exc:  # the worker died, or the task was lost
+            now = time.time_ns()
+            outcome, lines = (exc, None, now, now), []
+        self._done.put((token, outcome, lines))
 
-    def results(self, handle: Any) -> list[tuple[Outcome, list[LogRecord]]]:
-        result: list[tuple[Outcome, list[LogRecord]]] = handle.result()
-        return result
+    def completed(self, timeout: float) -> list[Done]:
+        done = drain(self._done, timeout)
+        for token, _, _ in done:
+            self._futures.pop(token, None)
+        return done
 
     def shutdown(self) -> None:
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
         if self._owned:
             self._client.close()
             if self._cluster is not None:

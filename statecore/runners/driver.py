@@ -13,13 +13,17 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import signal
+import socket
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from statecore import machine, signals
-from statecore.backends.base import RunMeta, Store
+from statecore.backends.base import Lease, RunMeta, Store
 from statecore.decide import (
     RunTask,
     all_entities,
@@ -32,7 +36,13 @@ from statecore.decide import (
     upstream_states,
     with_result,
 )
-from statecore.errors import LeaseHeld, LeaseLost, SerializationError, StatecoreError
+from statecore.errors import (
+    ConcurrencyError,
+    LeaseHeld,
+    LeaseLost,
+    SerializationError,
+    StatecoreError,
+)
 from statecore.events import (
     KIND_STATE,
     LogRecord,
@@ -54,6 +64,7 @@ from statecore.runners.journal import Journal
 from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
 from statecore.runners.result_cache import ResultCache
 from statecore.scrubbing import scrub
+from statecore.sessions import LostSession, iso_ns, open_session
 from statecore.states import (
     NOT_PERSISTED,
     Cached,
@@ -65,6 +76,7 @@ from statecore.states import (
     Paused,
     Pending,
     Resume,
+    Retrying,
     Running,
     State,
 )
@@ -90,6 +102,35 @@ class Runner(Protocol):
 
     def make_executor(self, logger: RunLogger, resolve_secret: Callable[[str], Any]) -> Executor:
         """The executor for this run's task bodies."""
+
+
+def _terminate_as_exit() -> Callable[[], None]:
+    """Make SIGTERM raise SystemExit while a run is driven, so it ends the way Ctrl-C
+    does (outcomes logged, open attempts interrupted); only in the main thread, and only
+    when SIGTERM has its default handler. Returns the function that puts it back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return restore
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("statecore")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
 
 
 def _label(key: str, index: int | None) -> str:
@@ -156,7 +197,18 @@ class Driver:
         self.pending_logs: deque[LogRecord] = deque()
         self.logger = RunLogger(self.pending_logs.append)
         self.lease_keeper: LeaseKeeper | None = None
-        self.in_flight: dict[Any, list[RunTask]] = {}
+        #: attempts on the executor, by the token they were handed out with
+        self.in_flight: dict[int, RunTask] = {}
+        self.tokens = 0
+        #: the attempt running in the driver's own thread, if any
+        self.inline: RunTask | None = None
+        self.lease: Lease | None = None
+        #: the owner of this driver's session, while it is open
+        self.session: str | None = None
+        #: the retries (node, index, attempt) that made a pass over the Cached tasks
+        self.revisited: set[tuple[int, int | None, int]] = set()
+        #: whether a retry can make Prefect 1 look at Cached tasks again (see _loop)
+        self.may_retry = not runner.single_pass and any(n.max_retries for n in graph.nodes)
         self.executor: Executor | None = None
         self.redispatch: list[RunTask] = []
         self.values: dict[Entity, Any] = {}
@@ -185,51 +237,89 @@ class Driver:
     ) -> State:
         """Run until the flow finishes or nothing more can run now; return its state.
 
-        ``scheduled`` (UTC ns, a new run only) is the schedule slot the run is for: logged
-        as a ``scheduled`` note, so a resume sees the same ``scheduled_start_time``.
+        The lease is taken first and the log read under it, so what this driver decides
+        from is the log as it is while nobody else can write to it. ``scheduled`` (UTC
+        ns, a new run only) is the schedule slot the run is for: logged as a
+        ``scheduled`` note, so a resume sees the same ``scheduled_start_time``.
+
+        Raises:
+            LeaseHeld: another live process drives the run, or a new run's id was taken
+                by another process meanwhile.
         """
-        self._acquire_lease()
+        previous = self._acquire_lease()
+        ending = "error"
+        restore = _terminate_as_exit()
         try:
             try:
+                self._catch_up()
+                if start is not None and self.view.head > 0:
+                    raise LeaseHeld(
+                        f"run {self.view.run_id!r} was started by another process "
+                        "while this one was starting it; it runs nothing"
+                    )
+                if start is None and self.view.finished():
+                    ending = "nothing to do"
+                    return returned_state(self.graph, self.view)
+                self.journal.start_committer()
                 if start is not None:
                     self._begin(start, initial or {}, reuse or {})
+                    self._open_session("run", None)
                     if scheduled is not None:
                         self._note(
                             "scheduled", "run for a schedule slot", {"start_time": scheduled}
                         )
                 else:
-                    self._resume_prelude(approve, code or {}, record)
+                    lost = self._lost_session(previous)
+                    why = "takeover" if self.took_over_from is not None else "resume"
+                    self._open_session(why, lost)
+                    if self.took_over_from is not None:
+                        self._note(
+                            "takeover",
+                            f"took the run over from {self.took_over_from}, a process of "
+                            "this host that is gone",
+                            {"previous_owner": self.took_over_from},
+                        )
+                    self._resume_prelude(approve, code or {}, record, lost)
                 self.scheduled_start = self._logged_slot()
-                if self.took_over_from is not None:
-                    self._note(
-                        "takeover",
-                        f"took the run over from {self.took_over_from}, a process of this "
-                        "host that is gone",
-                        {"previous_owner": self.took_over_from},
-                    )
                 self.cache.load(now_ns())
                 self._init_blockers()
                 for node_i, waiting in enumerate(self.blockers):
                     if waiting:
                         self.candidates.pop((node_i, None), None)
-                self._loop()
+                try:
+                    self._loop()
+                except (Interrupt, KeyboardInterrupt, SystemExit) as exc:
+                    ending = "interrupted"
+                    self._interrupted(exc)
+                    raise
                 self._store_fresh_cache()
                 self._finish()
+                ending = "finished" if self.view.finished() else "not finished"
             finally:
                 try:
+                    if ending != "error" or not isinstance(
+                        sys.exc_info()[1], LeaseLost | ConcurrencyError
+                    ):
+                        self._close_session(ending)
                     self._flush_logs()
+                    self.journal.stop_committer()
                     self.journal.flush()
                 finally:
+                    self.journal.stop_committer()
                     if self.executor is not None:
                         self.executor.shutdown()
                     self._release_lease()
+                    restore()
         except Interrupt as exc:
             raise exc.original from None
         return returned_state(self.graph, self.view)
 
-    def _acquire_lease(self) -> None:
+    def _acquire_lease(self) -> Lease | None:
+        """Take the run's lease; return the lease record it replaced, if any (when the
+        previous driver was last known alive: its last renewal)."""
         r = self.runner
         run_id = self.view.run_id
+        previous = self.store.get_lease(run_id)
         now = now_ns()
         try:
             lease = self.store.acquire_lease(run_id, owner=new_owner(), ttl=r.lease_ttl, now=now)
@@ -245,8 +335,88 @@ class Driver:
             # taken "after" the old expiry; bring its own expiry back to now + ttl
             lease = self.store.renew_lease(lease, ttl=r.lease_ttl, now=now)
             self.took_over_from = held.owner
+            previous = held
+        self.lease = lease
         self.journal.lease = lease
         self.lease_keeper = LeaseKeeper(self.store, lease, r.lease_ttl, r.lease_renew)
+        return previous
+
+    def _catch_up(self) -> None:
+        """Fold what the log gained since the view was read (now that no other driver
+        can write to it), and continue the journal from its real head."""
+        view = self.view
+        if self.store.head(view.run_id) > view.head:
+            view.apply_rows(self.store.scan(view.run_id, after=view.head))
+            last = self.store.read(view.run_id, after=view.head - 1, limit=1)
+            view.last_event = last[0] if last else view.last_event
+            self.may_lack_results = True
+        if self.journal.head != view.head:
+            self.journal = Journal(
+                self.store,
+                view.run_id,
+                head=view.head,
+                last_event=view.last_event,
+                lease=self.lease,
+                max_events=self.runner.group_events,
+                max_delay=self.runner.group_delay,
+            )
+
+    # -- driver sessions ----------------------------------------------------------------
+
+    def _open_session(self, why: str, lost: LostSession | None) -> None:
+        """Log who drives the run from now on, and why (``run``, ``resume``, ``takeover``)."""
+        assert self.lease is not None
+        if lost is not None:
+            self._note(
+                "session-lost",
+                f"the driver {lost.owner} stopped without ending its session; last known "
+                f"alive at {iso_ns(lost.last_alive)}",
+                {"owner": lost.owner, "last_alive": lost.last_alive},
+            )
+        self.session = self.lease.owner
+        self._note(
+            "session-start",
+            f"driven by {self.lease.owner} ({why}), lease epoch {self.lease.epoch}",
+            {
+                "owner": self.lease.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "epoch": self.lease.epoch,
+                "version": _version(),
+                "why": why,
+                "lease_ttl": self.runner.lease_ttl,
+            },
+        )
+
+    def _close_session(self, ending: str) -> None:
+        if self.session is None:
+            return
+        owner, self.session = self.session, None
+        self._flush_logs()
+        self._note(
+            "session-end",
+            f"{owner} ended its session: {ending}",
+            {"owner": owner, "reason": ending},
+        )
+
+    def _lost_session(self, previous: Lease | None) -> LostSession | None:
+        """The last driver session, if it never ended (a crash), with when it was last
+        known alive: its last event, or its lease's last renewal if later."""
+        view = self.view
+        last = open_session(view)
+        if last is None:
+            if not any(
+                isinstance(entity_run(view, n, i).state, Running | Looped)
+                for n, i in all_entities(view)
+            ):
+                return None
+            owner, ttl = "an earlier driver", None  # a log from before sessions were logged
+        else:
+            owner, ttl = last
+        alive = view.last_event.ts if view.last_event is not None else 0
+        if previous is not None and previous.owner == owner and ttl is not None:
+            alive = max(alive, min(previous.expires - int(float(ttl) * 1e9), now_ns()))
+        return LostSession(owner, alive)
 
     def _release_lease(self) -> None:
         if self.lease_keeper is None:
@@ -270,6 +440,16 @@ class Driver:
     def _begin(
         self, start: RunStarted, initial: Mapping[int, State], reuse: Mapping[int, State]
     ) -> None:
+        # A secret the environment holds is known before the first event, so a parameter
+        # equal to it is scrubbed there too (secrets= values are known already)
+        for secret in self.graph.nodes:
+            if secret.is_secret:
+                with contextlib.suppress(signals.FAIL):
+                    self._resolve_secret(secret.task.name)
+        if self.known_secrets:
+            start = RunStarted(
+                start.flow_name, start.graph, self._scrub(start.parameters), start.parent_run
+            )
         ts = now_ns()
         event = self.journal.add(start, ts)
         self.view.apply(event)
@@ -292,6 +472,7 @@ class Driver:
         approve: Sequence[int],
         code: Mapping[str, str],
         record: Mapping[str, Any] | None,
+        lost: LostSession | None,
     ) -> None:
         ts = now_ns()
         view = self.view
@@ -314,9 +495,9 @@ class Driver:
             )
         if isinstance(view.flow_state, Pending):
             self._flow_transition(Running("Running flow."), ts)
-        for node_i, index in [(i, None) for i in range(len(view.runs))] + [
-            (i, j) for i, kids in view.children.items() for j in range(len(kids))
-        ]:
+        # the attempts a crashed driver left open end when it was last known alive
+        ended = lost.last_alive if lost is not None else ts
+        for node_i, index in all_entities(view):
             run = entity_run(view, node_i, index)
             if isinstance(run.state, Running | Looped):
                 self._transition(
@@ -329,6 +510,7 @@ class Driver:
                     run.attempt,
                     now_ns(),
                     handlers=False,
+                    timing={"ended_at": ended},
                 )
         for node_i in approve:
             state = view.runs[node_i].state
@@ -370,7 +552,7 @@ class Driver:
             self._check_lease()
             if self._cancel_requested():
                 while self.in_flight:
-                    self._collect()
+                    self._collect(0.5)
                 self._cancel_unstarted()
                 return
             if self.candidates:
@@ -384,6 +566,17 @@ class Driver:
                     self._transition(action.node, action.index, action.state, 0, now)
                 for wake in decision.wake:
                     heapq.heappush(self.waits, wake)
+                if self.may_retry:
+                    retries = {
+                        (rt.node, rt.index, rt.attempt)
+                        for rt in decision.run
+                        if type(entity_run(view, rt.node, rt.index).state) is Retrying
+                    } - self.revisited
+                    if retries:
+                        # one pass per retry: the same retry, held back for an upstream
+                        # that ran again, does not start another pass
+                        self.revisited |= retries
+                        self._revisit_cached(now)
                 # a change above may have sent an upstream back to Pending (an invalid
                 # cache): a task waiting on it again is decided when it finishes anew
                 runs = [
@@ -419,6 +612,18 @@ class Driver:
             _, entity = heapq.heappop(self.waits)
             self.candidates[entity] = None
 
+    def _revisit_cached(self, now: int) -> None:
+        """Prefect 1's ``flow.run`` makes another pass over every task for a retry, and
+        checks each Cached task's cache again on it: one no longer valid goes back to
+        Pending and runs again, before the tasks downstream of it (they wait for it)."""
+        view = self.view
+        cached = [e for e in all_entities(view) if type(entity_run(view, *e).state) is Cached]
+        if not cached:
+            return
+        again = decide(self.graph, view, now, cached, cache=self.cache.candidates)
+        for action in again.set_states:
+            self._transition(action.node, action.index, action.state, 0, now)
+
     # -- running task bodies ------------------------------------------------------------
 
     def _start(self, runs: list[RunTask]) -> None:
@@ -445,50 +650,98 @@ class Driver:
             self._dispatch(started)
 
     def _dispatch(self, runs: list[RunTask]) -> None:
-        """Run bodies: inline when alone (local runner), else in batches on the executor."""
+        """Run bodies: inline when alone (local runner), else on the executor, handed
+        out in batches; each outcome comes back on its own (see :meth:`_collect`)."""
         runner = self.runner
         if runner.inline_when_alone and (
             (len(runs) == 1 and not self.in_flight) or runner.max_workers == 1
         ):
             for rt in runs:
-                self._settle(rt, self._execute(rt))
+                self.inline = rt
+                outcome = self._execute(rt)
+                self.inline = None
+                self._settle(rt, outcome)
             return
-        remote: list[RunTask] = []
+        remote: list[tuple[int, Attempt]] = []
         for rt in runs:
             node = self.graph.nodes[rt.node]
             # parameters and secrets read the driver's own state: they run here
             if node.is_parameter or node.is_secret:
                 self._settle(rt, self._execute(rt))
             else:
-                remote.append(rt)
+                self.tokens += 1
+                self.in_flight[self.tokens] = rt
+                remote.append((self.tokens, self._attempt(rt)))
         if not remote:
             return
         if self.executor is None:
             self.executor = runner.make_executor(self.logger, self._resolve_secret)
-        # Batches amortise the executor's round trip over many short tasks; one batch per
+        # Batches amortise the executor's hand-off over many short tasks; one batch per
         # worker keeps every worker busy when the bodies are long.
         size = max(1, -(-len(remote) // self.executor.workers))
         for i in range(0, len(remote), size):
-            chunk = remote[i : i + size]
-            handle = self.executor.submit([self._attempt(rt) for rt in chunk])
-            self.in_flight[handle] = chunk
+            self.executor.submit(remote[i : i + size])
 
-    def _collect(self) -> None:
-        """Settle finished batches; wakes at least every group window to commit."""
+    def _collect(self, timeout: float | None = None) -> None:
+        """Settle the attempts that have ended, each as it ends; wakes at least every
+        group window to commit."""
         assert self.executor is not None
-        timeout = self.runner.group_delay if self.journal.buffer else 0.5
-        done = self.executor.wait(list(self.in_flight), timeout)
+        if timeout is None:
+            timeout = self.runner.group_delay if self.journal.buffer else 0.5
+        done = self.executor.completed(timeout)
         if not done:
             self._flush_logs()
             self.journal.flush()
             return
-        for handle in done:
-            chunk = self.in_flight.pop(handle)
-            for rt, (outcome, lines) in zip(chunk, self.executor.results(handle), strict=False):
-                self.pending_logs.extend(lines)
-                if isinstance(outcome[0], Interrupt):
-                    raise outcome[0]
-                self._settle(rt, outcome)
+        for token, outcome, lines in done:
+            rt = self.in_flight.pop(token, None)
+            self.pending_logs.extend(lines)
+            if rt is None:
+                continue  # logged as interrupted already
+            if isinstance(outcome[0], Interrupt):
+                self.in_flight[token] = rt  # still unfinished: logged as interrupted
+                outcome[0].owner = rt
+                raise outcome[0]
+            self._settle(rt, outcome)
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """Ctrl-C, SIGTERM or an interrupt from a body: log every outcome that exists,
+        then every attempt still running as interrupted, so a resume runs only those."""
+        with contextlib.suppress(Exception):
+            if self.executor is not None and self.in_flight:
+                for token, outcome, lines in self.executor.completed(0):
+                    rt = self.in_flight.pop(token, None)
+                    self.pending_logs.extend(lines)
+                    if rt is not None and not isinstance(outcome[0], Interrupt):
+                        self._settle(rt, outcome)
+        original = exc.original if isinstance(exc, Interrupt) else exc
+        now = now_ns()
+        open_attempts = list(self.in_flight.values())
+        self.in_flight.clear()
+        body: RunTask | None = exc.owner if isinstance(exc, Interrupt) else None
+        if self.inline is not None:
+            open_attempts.append(self.inline)
+            body = body or self.inline
+            self.inline = None
+        reason = type(original).__name__
+        for rt in open_attempts:
+            run = entity_run(self.view, rt.node, rt.index)
+            if isinstance(run.state, Running):
+                timing: dict[str, int] = {"ended_at": now}
+                if rt is body and isinstance(exc, Interrupt) and exc.started:
+                    timing["started_at"] = exc.started
+                self._transition(
+                    rt.node,
+                    rt.index,
+                    Pending(
+                        f"Interrupted: attempt {rt.attempt} was stopped by {reason} "
+                        "before it finished"
+                    ),
+                    rt.attempt,
+                    now,
+                    handlers=False,
+                    timing=timing,
+                )
 
     def _attempt(self, rt: RunTask) -> Attempt:
         node = self.graph.nodes[rt.node]
@@ -548,11 +801,13 @@ class Driver:
     def _settle(self, rt: RunTask, outcome: Outcome) -> None:
         """Turn an attempt's outcome into states; a LOOP queues the next iteration."""
         node = self.graph.nodes[rt.node]
-        exc, value = outcome
+        exc, value, body_start, body_end = outcome
+        timing = {"started_at": body_start, "ended_at": body_end}
         state, ended = outcome_state(exc, value, rt.loop_count + 1)
         now = now_ns()
         if isinstance(state, Looped):
-            if not isinstance(self._transition(rt.node, rt.index, state, rt.attempt, now), Looped):
+            looped = self._transition(rt.node, rt.index, state, rt.attempt, now, timing=timing)
+            if not isinstance(looped, Looped):
                 return
             restarted = self._transition(
                 rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
@@ -596,7 +851,9 @@ class Driver:
             handled = True
         if not node.checkpoint or node.is_secret:
             self.values[(rt.node, rt.index)] = final.result
-        self._transition(rt.node, rt.index, final, rt.attempt, now, handlers=not handled)
+        self._transition(
+            rt.node, rt.index, final, rt.attempt, now, handlers=not handled, timing=timing
+        )
         if isinstance(final, Cached) and not isinstance(state, Cached):
             self.cache.add(rt.node, rt.index, final)
 
@@ -630,7 +887,7 @@ class Driver:
         self._note(
             "rehydrate", f"re-ran {node.key} to recompute a result that was not stored", None
         )
-        exc, value = self._execute(rt)
+        exc, value, _, _ = self._execute(rt)
         if exc is not None:
             raise StatecoreError(
                 f"could not recompute the unstored result of {node.key}: {exc!r}"
@@ -649,8 +906,12 @@ class Driver:
         ts: int,
         *,
         handlers: bool = True,
+        timing: Mapping[str, int] | None = None,
     ) -> State:
-        """Run handlers, check the machine, append and fold one task state change."""
+        """Run handlers, check the machine, append and fold one task state change.
+
+        ``timing`` is the attempt's ``started_at``/``ended_at`` (UTC ns, measured where
+        the body ran), carried in the event beside the state's own fields."""
         view = self.view
         run = entity_run(view, node_i, index)
         old = run.state
@@ -667,13 +928,17 @@ class Driver:
         if type(new) is Mapped:
             result, stored = None, True
         message = new.message
+        extra = state_extra(new)
+        if timing is not None:
+            extra = {**extra, **timing} if extra else dict(timing)
         if self.known_secrets:
             if stored:
                 result = self._scrub(result)
             message = self._scrub(message)
+            extra = self._scrub(extra)
         try:
             payload = encode_state_change(
-                key, index, old_name, new_name, attempt, message, result, stored, state_extra(new)
+                key, index, old_name, new_name, attempt, message, result, stored, extra
             )
         except SerializationError as exc:
             new = Failed(
@@ -683,7 +948,15 @@ class Driver:
             new_name = "Failed"
             machine.check_task(view.run_id, _label(key, index), old_name, new_name)
             payload = encode_state_change(
-                key, index, old_name, new_name, attempt, new.message, None, True, None
+                key,
+                index,
+                old_name,
+                new_name,
+                attempt,
+                new.message,
+                None,
+                True,
+                dict(timing) if timing else None,
             )
         event = self.journal.add_payload(KIND_STATE, payload, ts)
         view.apply_state(node_i, index, new, attempt, ts, event.seq)

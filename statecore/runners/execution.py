@@ -9,9 +9,10 @@ into events.
 from __future__ import annotations
 
 import contextvars
+import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,18 +28,24 @@ from statecore.tasks import Task
 
 __all__ = [
     "Attempt",
+    "Done",
     "Executor",
     "Interrupt",
     "Outcome",
     "RunLogger",
     "ThreadExecutor",
+    "drain",
     "run_attempt",
-    "run_attempts",
     "run_body",
+    "run_remote",
 ]
 
-#: what a body did: (the exception or signal it raised, or None; its return value)
-Outcome = tuple[BaseException | None, Any]
+#: what a body did: (the exception or signal it raised, or None; its return value; when
+#: the body started and ended, UTC ns, read where it ran)
+Outcome = tuple[BaseException | None, Any, int, int]
+#: an attempt's outcome as an executor delivers it: (the driver's token for the attempt,
+#: its outcome, the log lines it wrote that were not yet delivered)
+Done = tuple[int, Outcome, list[LogRecord]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +68,13 @@ class Attempt:
 class Interrupt(BaseException):
     """Carries a KeyboardInterrupt/SystemExit from a body to the driver, which re-raises it."""
 
-    def __init__(self, original: BaseException) -> None:
+    def __init__(self, original: BaseException, started: int = 0) -> None:
         super().__init__(original)
         self.original = original
+        #: when the interrupted body started (UTC ns), 0 if unknown
+        self.started = started
+        #: the driver's record of the attempt it came from (set by the driver)
+        self.owner: Any = None
 
 
 class RunLogger:
@@ -126,37 +137,35 @@ def run_body(
     resolve_secret: Callable[[str], Any] | None = None,
 ) -> Outcome:
     """Run ``task.run(**inputs)`` with ``context`` (logger included) as
-    ``statecore.context``; never raises but :class:`Interrupt`."""
+    ``statecore.context``, timing it here, where it runs; never raises but
+    :class:`Interrupt` (which carries the body's start)."""
     token = set_context(context)
     secret_token = set_secret_resolver(resolve_secret)
+    started = time.time_ns()
     try:
         if timeout is not None:
             return _run_with_timeout(task.run, inputs, timeout)
         try:
-            return None, task.run(**inputs)
+            value = task.run(**inputs)
         except (KeyboardInterrupt, SystemExit) as exc:
-            raise Interrupt(exc) from exc
+            raise Interrupt(exc, started) from exc
         except BaseException as exc:
-            return exc, None
+            return exc, None, started, time.time_ns()
+        return None, value, started, time.time_ns()
     finally:
         reset_context(token)
         reset_secret_resolver(secret_token)
 
 
-def run_attempts(attempts: Sequence[Attempt]) -> list[tuple[Outcome, list[LogRecord]]]:
-    """Run a batch on a remote worker: outcomes with the log lines each attempt wrote."""
-    out: list[tuple[Outcome, list[LogRecord]]] = []
-    for attempt in attempts:
-        lines: list[LogRecord] = []
-        try:
-            outcome = run_attempt(attempt, logger=RunLogger(lines.append))
-        except Interrupt as exc:
-            # a worker must not die of it: the driver re-raises it; the rest of the
-            # batch does not run (its tasks stay Running in the log, as after a crash)
-            out.append(((exc, None), lines))
-            break
-        out.append((outcome, lines))
-    return out
+def run_remote(attempt: Attempt) -> tuple[Outcome, list[LogRecord]]:
+    """Run one attempt on a remote worker: its outcome, with the log lines it wrote."""
+    lines: list[LogRecord] = []
+    try:
+        outcome = run_attempt(attempt, logger=RunLogger(lines.append))
+    except Interrupt as exc:
+        # a worker must not die of it: the driver re-raises it
+        outcome = (exc, None, exc.started, time.time_ns())
+    return outcome, lines
 
 
 def _run_with_timeout(fn: Callable[..., Any], inputs: Mapping[str, Any], timeout: float) -> Outcome:
@@ -164,45 +173,53 @@ def _run_with_timeout(fn: Callable[..., Any], inputs: Mapping[str, Any], timeout
     ctx = contextvars.copy_context()
 
     def target() -> None:
+        started = time.time_ns()
         try:
-            box.append((None, ctx.run(fn, **inputs)))
+            value = ctx.run(fn, **inputs)
         except BaseException as exc:
-            box.append((exc, None))
+            box.append((exc, None, started, time.time_ns()))
+            return
+        box.append((None, value, started, time.time_ns()))
 
+    begun = time.time_ns()
     thread = threading.Thread(target=target, name="statecore-timeout", daemon=True)
     thread.start()
     thread.join(timeout)
     if not box:
         # A Python thread cannot be killed: the attempt is recorded TimedOut now and
         # whatever it does later is discarded (its box is never read again).
-        return TaskTimeoutSignal("Execution timed out."), None
-    exc, value = box[0]
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
-        raise Interrupt(exc)
-    return exc, value
+        return TaskTimeoutSignal("Execution timed out."), None, begun, time.time_ns()
+    outcome = box[0]
+    if isinstance(outcome[0], KeyboardInterrupt | SystemExit):
+        raise Interrupt(outcome[0], outcome[2])
+    return outcome
 
 
 class Executor(Protocol):
-    """Where batches of attempts run. Handles are opaque to the driver."""
+    """Where attempts run. Dispatch may be batched; outcomes come back one by one, each
+    as soon as its body has ended, so none waits on its siblings to reach the log."""
 
-    #: how many batches can run at once
+    #: how many attempts can run at once
     workers: int
 
-    def submit(self, batch: Sequence[Attempt]) -> Any:
-        """Start a batch; return a handle."""
+    def submit(self, batch: Sequence[tuple[int, Attempt]]) -> None:
+        """Start attempts, each with the driver's token for it."""
 
-    def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
-        """The handles of finished batches (possibly none after ``timeout`` seconds)."""
-
-    def results(self, handle: Any) -> list[tuple[Outcome, list[LogRecord]]]:
-        """A finished batch's outcomes, with log lines not yet delivered."""
+    def completed(self, timeout: float) -> list[Done]:
+        """The attempts that have ended since the last call: waits up to ``timeout``
+        seconds for the first, then takes whatever else has ended, without waiting."""
 
     def shutdown(self) -> None:
-        """Stop; do not wait for running batches."""
+        """Stop; do not wait for running attempts."""
 
 
 class ThreadExecutor:
-    """Batches on this process's thread pool; log lines go straight to the driver."""
+    """Attempts on this process's daemon threads; log lines go straight to the driver.
+
+    The threads are daemons on purpose: after Ctrl-C the driver logs every unfinished
+    attempt as interrupted and the process may exit without waiting for those bodies
+    (a Python thread cannot be stopped; a resume runs them again).
+    """
 
     def __init__(
         self,
@@ -213,23 +230,47 @@ class ThreadExecutor:
         self.workers = workers
         self._logger = logger
         self._resolve = resolve_secret
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="statecore-task")
+        self._todo: queue.SimpleQueue[Sequence[tuple[int, Attempt]] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
 
-    def _run(self, batch: Sequence[Attempt]) -> list[tuple[Outcome, list[LogRecord]]]:
-        return [
-            (run_attempt(a, logger=self._logger, resolve_secret=self._resolve), []) for a in batch
-        ]
+    def _work(self) -> None:
+        todo, done = self._todo, self._done
+        logger, resolve = self._logger, self._resolve
+        while (batch := todo.get()) is not None:
+            for token, attempt in batch:
+                try:
+                    outcome = run_attempt(attempt, logger=logger, resolve_secret=resolve)
+                except Interrupt as exc:
+                    done.put((token, (exc, None, exc.started, time.time_ns()), []))
+                    break
+                done.put((token, outcome, []))
 
-    def submit(self, batch: Sequence[Attempt]) -> Future[list[tuple[Outcome, list[LogRecord]]]]:
-        return self._pool.submit(self._run, batch)
+    def submit(self, batch: Sequence[tuple[int, Attempt]]) -> None:
+        if len(self._threads) < self.workers:
+            thread = threading.Thread(target=self._work, name="statecore-task", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._todo.put(batch)
 
-    def wait(self, handles: Sequence[Any], timeout: float) -> list[Any]:
-        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
-        return list(done)
-
-    def results(self, handle: Any) -> list[tuple[Outcome, list[LogRecord]]]:
-        result: list[tuple[Outcome, list[LogRecord]]] = handle.result()
-        return result
+    def completed(self, timeout: float) -> list[Done]:
+        return drain(self._done, timeout)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._threads:
+            self._todo.put(None)
+        self._threads.clear()
+
+
+def drain(done: queue.SimpleQueue[Done], timeout: float) -> list[Done]:
+    """Wait up to ``timeout`` seconds for one item of ``done``, then take all it holds."""
+    try:
+        first = done.get(timeout=timeout) if timeout > 0 else done.get_nowait()
+    except queue.Empty:
+        return []
+    out = [first]
+    while True:
+        try:
+            out.append(done.get_nowait())
+        except queue.Empty:
+            return out

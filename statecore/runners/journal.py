@@ -4,13 +4,18 @@ Events are numbered, chained and buffered here, then appended to the store in gr
 when the buffer holds ``max_events`` events, when its oldest event is ``max_delay``
 seconds old, and always on :meth:`Journal.flush`, which the runner calls before it
 returns, before a state handler or ``on_failure`` callback runs, before it releases its
-lease, and before it waits longer than the window. A crash loses at most one window:
-those tasks run again (at least once), and the log stays a prefix of what happened.
+lease, and before it waits longer than the window. While a run is driven, a committer
+thread (:meth:`Journal.start_committer`) also commits what has waited half a window, so
+the window holds whatever the driver's thread is doing (say, a long body run inline). A
+crash loses at most one window: those tasks run again (at least once), and the log stays
+a prefix of what happened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -66,6 +71,9 @@ class Journal:
         self.buffer: list[StoredEvent] = []
         self._first_buffered = 0
         self.meta: RunMeta | None = None
+        #: held while the buffer changes or is appended: the committer thread shares it
+        self.lock = threading.Lock()
+        self._stop_committer: threading.Event | None = None
 
     @property
     def epoch(self) -> int:
@@ -78,17 +86,20 @@ class Journal:
 
     def add_payload(self, kind: str, payload: bytes, ts: int) -> StoredEvent:
         """Number, chain and buffer an encoded event; commit when the window is full."""
-        self.head += 1
-        event = make_event(self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload)
-        self.prev_hash = chain_hash(event, self.key)
-        buffer = self.buffer
-        if not buffer:
-            self._first_buffered = time.monotonic_ns()
-        buffer.append(event)
-        if len(buffer) >= self.max_events or (
-            time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
-        ):
-            self.flush()
+        with self.lock:
+            self.head += 1
+            event = make_event(
+                self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload
+            )
+            self.prev_hash = chain_hash(event, self.key)
+            buffer = self.buffer
+            if not buffer:
+                self._first_buffered = time.monotonic_ns()
+            buffer.append(event)
+            if len(buffer) >= self.max_events or (
+                time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
+            ):
+                self._flush()
         return event
 
     def due(self) -> bool:
@@ -99,6 +110,10 @@ class Journal:
 
     def flush(self) -> None:
         """Append everything buffered (and the run's metadata) in one transaction."""
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if not self.buffer and self.meta is None:
             return
         batch, self.buffer = self.buffer, []
@@ -115,6 +130,33 @@ class Journal:
             if isinstance(exc, ConcurrencyError):
                 self._raise_if_fenced(exc)
             raise
+
+    def start_committer(self) -> None:
+        """Commit from a thread of its own whatever has waited half a window, until
+        :meth:`stop_committer` (a failed commit is left for the driver's next flush,
+        which raises its error)."""
+        if self._stop_committer is not None:
+            return
+        stop = self._stop_committer = threading.Event()
+        every = max(self.max_delay_ns / 2e9, 0.001)
+        half = self.max_delay_ns // 2
+
+        def commit() -> None:
+            while not stop.wait(every):
+                if not self.buffer or time.monotonic_ns() - self._first_buffered < half:
+                    continue
+                with self.lock, contextlib.suppress(Exception):
+                    if self.buffer and not stop.is_set():
+                        self._flush()
+
+        threading.Thread(target=commit, name="statecore-commit", daemon=True).start()
+
+    def stop_committer(self) -> None:
+        """Stop the committer thread (it commits nothing more once this returns)."""
+        stop, self._stop_committer = self._stop_committer, None
+        if stop is not None:
+            with self.lock:
+                stop.set()
 
     def _raise_if_fenced(self, exc: ConcurrencyError) -> None:
         """A head that moved under a leased driver means another driver took over."""

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from statecore.backends.base import Store
 from statecore.errors import FlowChanged, InvalidRunId, RunNotFound
-from statecore.events import RunStarted
+from statecore.events import EventRow, RunStarted
 from statecore.flow import Flow
 from statecore.graph import Graph
 from statecore.runners.driver import Driver, returned_state
@@ -106,25 +108,57 @@ def check_run_id(run_id: object) -> str:
     return run_id
 
 
-def replay(store: Store | str | None, run_id: str) -> RunView:
+def replay(store: Store | str | None, run_id: str, until: int | datetime | None = None) -> RunView:
     """Fold a run's log into a view; no task runs.
+
+    Args:
+        store: the store (or its URL; None: the default store).
+        run_id: the run.
+        until: fold only that far (time travel): a sequence number (the events up to
+            and including it), or an aware datetime (the events logged at or before it).
 
     Raises:
         RunNotFound: no such run (the message names the store).
         CorruptEvent: the log cannot be decoded.
+        ValueError: ``until`` is not a positive sequence number or an aware datetime.
     """
     check_run_id(run_id)
     s = _open(store)
+    cut = _until(until)
+
+    def rows() -> Iterable[EventRow]:
+        found = s.scan(run_id)
+        return found if cut is None else itertools.takewhile(cut, found)
+
     with collector_paused():
         # rows, not events: replay needs no hash or epoch until the last event
-        view = fold_rows(s.scan(run_id), run_id=run_id, again=lambda: s.scan(run_id))
+        view = fold_rows(rows(), run_id=run_id, again=rows)
     if view.head == 0:
+        if until is not None and s.head(run_id) > 0:
+            raise RunNotFound(f"run {run_id!r} has no event at or before {until!r}")
         raise RunNotFound(f"no run {run_id!r} in store {s.url}")
     last = s.read(run_id, after=view.head - 1, limit=1)
     if not last:
         raise RunNotFound(f"run {run_id!r} was deleted from store {s.url} while replaying")
     view.last_event = last[0]
     return view
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _until(until: int | datetime | None) -> Callable[[EventRow], bool] | None:
+    if until is None:
+        return None
+    if isinstance(until, datetime):
+        if until.tzinfo is None or until.utcoffset() is None:
+            raise ValueError(f"until= must be an aware datetime, got {until!r}")
+        # the whole microsecond it names counts as "at" it
+        limit = (until - _EPOCH) // timedelta(microseconds=1) * 1000 + 999
+        return lambda row: row[2] <= limit
+    if isinstance(until, bool) or not isinstance(until, int) or until < 1:
+        raise ValueError(f"until= must be a sequence number >= 1 or a datetime, got {until!r}")
+    return lambda row: row[0] <= until
 
 
 _gc_lock = threading.Lock()

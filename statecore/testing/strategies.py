@@ -74,7 +74,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         "`pip install statecore[testing]`"
     ) from exc
 
-from statecore import signals, triggers
+from statecore import cache_validators, signals, triggers
 from statecore import states as _states
 from statecore.context import context
 from statecore.control_flow import case, merge
@@ -641,6 +641,13 @@ class _Builder:
             options["max_retries"] = retries
             options["retry_delay"] = timedelta(0)
             option_text.append(f"max_retries={retries}, retry_delay=timedelta(0)")
+        if draw(st.integers(0, 4)) == 0:
+            # a result cache: Prefect 1 checks a Cached state again on every pass, with
+            # the task's validator (never_use makes every later pass run the body again)
+            name = draw(st.sampled_from(sorted(_VALIDATORS)))
+            options["cache_for"] = timedelta(hours=1)
+            options["cache_validator"] = _VALIDATORS[name]
+            option_text.append(f"cache_for=timedelta(hours=1), cache_validator={name}")
         if not behaviour.terminating:
             self.gated.add(label)
         mapped = draw(st.integers(0, 2)) == 0
@@ -725,6 +732,14 @@ class _Builder:
         )
 
 
+_VALIDATORS = {
+    "duration_only": cache_validators.duration_only,
+    "all_inputs": cache_validators.all_inputs,
+    "all_parameters": cache_validators.all_parameters,
+    "never_use": cache_validators.never_use,
+}
+
+
 @st.composite
 def _flows(draw: st.DrawFn, min_tasks: int, max_tasks: int, terminating: bool) -> DrawnFlow:
     n = draw(st.integers(min_tasks, max_tasks))
@@ -742,7 +757,8 @@ def flows(
     ``merge(...)`` of earlier tasks. Arguments are earlier tasks, ``handle[0]``, lists,
     tuples and dicts of handles, constants, and state-only ``upstream_tasks``. Tasks get
     random triggers (``some_successful``/``some_failed`` with bounds included),
-    ``skip_on_upstream_skip``, ``max_retries`` with ``retry_delay`` 0, and a
+    ``skip_on_upstream_skip``, ``max_retries`` with ``retry_delay`` 0, result caches
+    (``cache_for`` with one of the built-in ``cache_validator`` functions), and a
     :class:`Behaviour`. Some flows set reference tasks.
 
     Args:

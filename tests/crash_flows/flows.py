@@ -187,4 +187,27 @@ def _build_gated_flow() -> Flow:
 
 gated_flow = _build_gated_flow()
 
-FLOWS = {"crash": crash_flow, "gated": gated_flow}
+# -- fast and slow children: 8 bodies of 0.1 s beside 8 of SLOW_ENV seconds (default 3) --
+
+SLOW_ENV = "STATECORE_SLOW"
+FAST_SLOW = 16
+
+
+@task
+def fast_or_slow(i: int) -> int:
+    mark("start")
+    time.sleep(0.1 if i < FAST_SLOW // 2 else float(os.environ.get(SLOW_ENV, "3")))
+    mark("end")
+    return i
+
+
+@task
+def add_up(xs: list[int]) -> int:
+    return sum(xs)
+
+
+with Flow("fast-slow") as fast_slow_flow:
+    add_up(fast_or_slow.map(list(range(FAST_SLOW))))
+
+
+FLOWS = {"crash": crash_flow, "gated": gated_flow, "fast-slow": fast_slow_flow}
