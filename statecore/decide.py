@@ -12,7 +12,13 @@ For each candidate task (or mapped child) ``decide`` walks Prefect 1's task pipe
 8. otherwise                                       -> run it
 
 ``settle`` is the other half: from what a task body did to the state it ends in (success,
-signals, retries, caching). ``final_state`` is the flow-state rule. The runner feeds
+signals, retries, caching). ``final_state`` is the flow-state rule. The decisions a run
+makes outside that pipeline are here too, each returning actions for the driver to
+carry out and log: ``seed`` (``task_states=`` and a rerun's reused states),
+``interrupt`` (a resume ends the attempts a dead driver left open), ``approve`` (a
+resume's approvals), ``cancel``, ``loop_restart``, and readiness (``blocker_counts``,
+``is_ready``). ``signal_state`` is the one mapping from a control-flow signal to the
+state it stands for. The runner feeds
 ``decide`` only the tasks whose upstream changed, so a step costs O(changed), not O(graph).
 """
 
@@ -26,6 +32,7 @@ from statecore import signals
 from statecore.graph import Graph, Input, Node
 from statecore.states import (
     Cached,
+    Cancelled,
     Failed,
     Finished,
     Looped,
@@ -49,11 +56,19 @@ __all__ = [
     "RunTask",
     "SetState",
     "all_entities",
+    "approve",
+    "blocker_counts",
+    "cancel",
     "decide",
     "entity_run",
     "final_state",
+    "interrupt",
+    "is_ready",
+    "loop_restart",
     "outcome_state",
+    "seed",
     "settle",
+    "signal_state",
     "task_inputs",
     "upstream_states",
     "with_result",
@@ -71,11 +86,20 @@ Entity = tuple[int, int | None]
 # frozen dataclass's __init__ costs twice as much.
 @dataclass(slots=True)
 class SetState:
-    """Move a task to ``state`` without running it."""
+    """Move a task to ``state`` without running it.
+
+    ``attempt`` is the attempt the change belongs to (an interrupted one keeps its
+    number), ``timing`` the ``started_at``/``ended_at`` it carries, and ``handlers``
+    whether state handlers see it (a resume's bookkeeping is not a state change of the
+    task's own doing, as in Prefect 1).
+    """
 
     node: int
     index: int | None
     state: State
+    attempt: int = 0
+    timing: Mapping[str, int] | None = None
+    handlers: bool = True
 
 
 @dataclass(slots=True)
@@ -334,10 +358,8 @@ def _check_trigger(node: Node, upstream: Mapping[Any, State], *, approved: bool)
             raise signals.TRIGGERFAIL("Trigger failed")
     except signals.PAUSE as sig:
         return None if approved else sig.state
-    except signals.StateSignal as sig:
-        return sig.state
-    except signals.ENDRUN as sig:
-        return sig.state
+    except (signals.StateSignal, signals.ENDRUN) as sig:
+        return signal_state(sig)
     except Exception as exc:
         return TriggerFailed(f"Unexpected error while checking task trigger: {exc!r}", result=exc)
     return None
@@ -424,20 +446,28 @@ def settle(
     return outcome
 
 
+def signal_state(sig: BaseException) -> State | None:
+    """The state a control-flow signal stands for (``ENDRUN``'s state, a ``FAIL``'s
+    Failed, ...), or None for anything that is not such a signal."""
+    if isinstance(sig, signals.ENDRUN | signals.StateSignal):
+        state: State = sig.state
+        return state
+    return None
+
+
 def outcome_state(exc: BaseException | None, value: Any, loop_count: int) -> tuple[State, bool]:
     """The state a body's return value or exception gives, and whether it was ENDRUN."""
     if exc is None:
         return Success("Task run succeeded.", value), False
-    if isinstance(exc, signals.ENDRUN):
-        return exc.state, True
     if isinstance(exc, signals.LOOP):
         looped = exc.state
         assert isinstance(looped, Looped)
         looped.loop_count = loop_count
         looped.message = looped.message or f"Task is looping ({loop_count})"
         return looped, False
-    if isinstance(exc, signals.StateSignal):
-        return exc.state, False
+    by_signal = signal_state(exc)
+    if by_signal is not None:
+        return by_signal, isinstance(exc, signals.ENDRUN)
     if isinstance(exc, signals.TaskTimeoutSignal):
         return TimedOut("Task timed out during execution.", exc), False
     return Failed(f"Error during execution of task: {exc!r}", exc), False
@@ -475,3 +505,100 @@ def _flat_states(view: RunView, nodes: Iterable[int]) -> list[State]:
 def entity_run(view: RunView, node: int, index: int | None) -> TaskRun:
     """The TaskRun of a task or mapped child."""
     return view.runs[node] if index is None else view.children[node][index]
+
+
+# -- decisions outside the task pipeline --------------------------------------------------
+
+
+def seed(graph: Graph, initial: Mapping[int, State], reuse: Mapping[int, State]) -> list[SetState]:
+    """A new run's starting states: ``task_states=`` (``initial``) over a rerun's reused
+    states; a reused mapped task keeps its children's states. Pending needs no event."""
+    actions: list[SetState] = []
+    for node, state in {**reuse, **initial}.items():
+        if type(state) is Pending:
+            continue  # every task starts Pending: nothing to record
+        actions.append(SetState(node, None, state, handlers=False))
+        if isinstance(state, Mapped):
+            for j, child in enumerate(state.map_states[: state.n_map_states]):
+                if not isinstance(child, Pending):
+                    actions.append(SetState(node, j, child, handlers=False))
+    return actions
+
+
+def interrupt(view: RunView, *, ended_at: int) -> list[SetState]:
+    """A resume's first step: every attempt the log leaves open (Running, or between two
+    LOOP iterations) ends ``Pending("Interrupted: ...")`` at ``ended_at``, when its driver
+    was last known alive. It keeps its attempt number, so it does not count as a retry."""
+    actions: list[SetState] = []
+    for node, index in all_entities(view):
+        run = entity_run(view, node, index)
+        if isinstance(run.state, Running | Looped):
+            message = (
+                f"Interrupted: the process running attempt {run.attempt} stopped before it finished"
+            )
+            actions.append(
+                SetState(
+                    node,
+                    index,
+                    Pending(message),
+                    run.attempt,
+                    {"ended_at": ended_at},
+                    handlers=False,
+                )
+            )
+    return actions
+
+
+def approve(view: RunView, nodes: Iterable[int]) -> list[SetState]:
+    """Approve exactly the paused tasks (and paused mapped children) of ``nodes``."""
+    actions: list[SetState] = []
+    for node in nodes:
+        if isinstance(view.runs[node].state, Paused):
+            actions.append(SetState(node, None, Resume("Approved"), handlers=False))
+        for j, child in enumerate(view.children.get(node, ())):
+            if isinstance(child.state, Paused):
+                actions.append(SetState(node, j, Resume("Approved"), handlers=False))
+    return actions
+
+
+def cancel(view: RunView) -> list[SetState]:
+    """A cancelled run: every task and mapped child that has not started ends Cancelled."""
+    return [
+        SetState(node, index, Cancelled("Cancelled: the run was cancelled"))
+        for node, index in all_entities(view)
+        if isinstance(entity_run(view, node, index).state, Pending)
+    ]
+
+
+def loop_restart(looped: Looped) -> State:
+    """After a LOOP iteration is logged, the task starts its next one."""
+    return Running("Starting task run.")
+
+
+def is_ready(view: RunView, node: int, complete: bool) -> bool:
+    """Whether ``node`` is finished (and, if ``complete``, every mapped child too)."""
+    state = view.runs[node].state
+    if not state.is_finished() or isinstance(state, Looped):
+        return False
+    return not (complete and isinstance(state, Mapped) and view.unfinished_children.get(node))
+
+
+def blocker_counts(graph: Graph, view: RunView) -> tuple[list[dict[int, bool]], list[int]]:
+    """Per task, the upstream tasks it waits for and how many are not ready yet.
+
+    A task waits for an upstream to be *finished* when it only maps over it (a Mapped
+    parent suffices to expand), else to be *complete* (finished, with every mapped child
+    finished); ``needs[d][u]`` says which. Only a task whose count is zero can run, so a
+    reducer over 10,000 children is decided once, not 10,000 times.
+    """
+    needs_complete: list[dict[int, bool]] = []
+    blockers: list[int] = []
+    for node in graph.nodes:
+        needs: dict[int, bool] = {}
+        for inp in node.inputs:
+            if inp.upstream >= 0:
+                full = not inp.mapped or inp.flattened
+                needs[inp.upstream] = needs.get(inp.upstream, False) or full
+        needs_complete.append(needs)
+        blockers.append(sum(1 for u, full in needs.items() if not is_ready(view, u, full)))
+    return needs_complete, blockers

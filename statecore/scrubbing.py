@@ -27,7 +27,7 @@ from statecore.serialization import (
     _type_name,
 )
 
-__all__ = ["scrub", "scrub_text"]
+__all__ = ["scrub", "scrub_text", "unscrub"]
 
 T = TypeVar("T")
 
@@ -63,6 +63,33 @@ def _rules(secrets: Mapping[str, str]) -> _Rules | None:
         sorted((name, value) for name, value in secrets.items() if isinstance(value, str) and value)
     )
     return _compile(pairs) if pairs else None
+
+
+def unscrub(obj: Any, secrets: Mapping[str, str]) -> Any:
+    """Put the secrets' values back where ``<secret:NAME>`` stands in plain data (dicts,
+    lists, tuples, strings): a run's parameters, as its tasks must see them though the
+    log holds them scrubbed.
+
+    Example:
+        >>> unscrub({"dsn": "u:<secret:DB>@h"}, {"DB": "pw"})
+        {'dsn': 'u:pw@h'}
+    """
+    if not secrets:
+        return obj
+    if isinstance(obj, str):
+        if "<secret:" not in obj:
+            return obj
+        for name, value in secrets.items():
+            if isinstance(value, str):
+                obj = obj.replace(f"<secret:{name}>", value)
+        return obj
+    if isinstance(obj, dict):
+        return {k: unscrub(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unscrub(v, secrets) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(unscrub(v, secrets) for v in obj)
+    return obj
 
 
 def scrub_text(text: str, secrets: Mapping[str, str]) -> str:

@@ -66,6 +66,7 @@ from uuid import UUID
 import msgpack
 
 from statecore import signals, states
+from statecore.codec import build_state, slots_of
 from statecore.errors import SerializationError, TaskError
 
 __all__ = [
@@ -75,8 +76,6 @@ __all__ = [
     "enable_pickle",
     "packb",
     "register_serializer",
-    "scrub",
-    "scrub_text",
     "unpackb",
     "unregister_serializer",
 ]
@@ -333,19 +332,8 @@ def _register_builtin(
 # --- states -------------------------------------------------------------------------------
 
 
-_slots_cache: dict[type, tuple[str, ...]] = {}
-
-
-def _slots(cls: type) -> tuple[str, ...]:
-    """Every slot of a state class, ``message`` and ``result`` first."""
-    slots = _slots_cache.get(cls)
-    if slots is None:
-        names: list[str] = []
-        for klass in reversed(cls.__mro__):
-            declared = klass.__dict__.get("__slots__", ())
-            names.extend([declared] if isinstance(declared, str) else declared)
-        slots = _slots_cache[cls] = tuple(dict.fromkeys(names))
-    return slots
+def _slots(cls: type[states.State]) -> tuple[str, ...]:
+    return slots_of(cls)
 
 
 def _known_state_class(cls: type[states.State]) -> type[states.State]:
@@ -372,12 +360,11 @@ def _state_from(value: list[Any]) -> states.State:
 
 
 def _build_state(name: str, message: Any, result: Any, extras: dict[str, Any]) -> states.State:
-    cls = states.state_class(name)
-    state = cls(message, result)  # sets the defaults of every slot
-    slots = _slots(cls)
-    for slot, slot_value in extras.items():
-        if slot in slots:  # an unknown slot from a newer statecore is dropped
-            setattr(state, slot, slot_value)
+    state = build_state(name, message, result, extras)  # an unknown slot is dropped
+    # a State held in a result keeps what an event's does not: its run id, its children
+    for slot in ("run_id", "map_states", "_n_map_states"):
+        if slot in extras and slot in _slots(type(state)):
+            setattr(state, slot, extras[slot])
     return state
 
 
@@ -666,6 +653,18 @@ _register_builtin([BaseException], _EXCEPTION, _exception_value, _exception_from
 _by_code[_PICKLE] = _Codec(_PICKLE, bytes, _unpickle, raw=True)
 
 
-# The secret scrubbing written with this codec lives in statecore.scrubbing; its names stay
-# importable from here.
-from statecore.scrubbing import scrub, scrub_text  # noqa: E402
+def __getattr__(name: str) -> Any:
+    # Deprecated: scrub and scrub_text moved to statecore.scrubbing (which imports this
+    # module, so this one must not import it back); removed in the next release.
+    if name in ("scrub", "scrub_text"):
+        import importlib
+        import warnings
+
+        warnings.warn(
+            f"statecore.serialization.{name} moved to statecore.scrubbing.{name}; "
+            "the old path is removed in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module("statecore.scrubbing"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

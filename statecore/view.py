@@ -15,6 +15,7 @@ from secrets import token_bytes
 from typing import Any
 
 from statecore import machine
+from statecore.codec import PLAIN_BY_NAME, build_state, make_plain
 from statecore.errors import CorruptEvent, IllegalTransition, UnknownState
 from statecore.events import (
     KIND_STATE,
@@ -32,22 +33,12 @@ from statecore.serialization import unpackb
 from statecore.states import (
     NOT_PERSISTED,
     STATE_CLASSES,
-    Cached,
-    Cancelled,
-    Failed,
     Finished,
     Looped,
     Mapped,
     Pending,
-    Retrying,
     Running,
-    Scheduled,
-    Skipped,
     State,
-    Success,
-    TimedOut,
-    TriggerFailed,
-    state_class,
 )
 
 __all__ = [
@@ -143,66 +134,15 @@ class TimelineEntry:
     ended_at: int | None = None
 
 
-def build_state(name: str, message: str | None, result: Any, extra: dict[str, Any] | None) -> State:
-    """The State an event records, from its class name, message, result and extras."""
-    plain = _PLAIN_BY_NAME.get(name)
-    if plain is not None:
-        return plain(message, result)
-    cls = state_class(name)
-    extra = extra or {}
-    if issubclass(cls, Retrying):
-        return cls(message, result, extra.get("start_time"), extra.get("run_count", 1))
-    if issubclass(cls, Scheduled):
-        return cls(message, result, extra.get("start_time"))
-    if cls is Looped:
-        return Looped(message, result, extra.get("loop_count", 1))
-    if cls is Mapped:
-        return Mapped(message, None, n_map_states=extra.get("n_map_states", 0))
-    if cls is Cached:
-        return Cached(
-            message,
-            result,
-            extra.get("cached_inputs"),
-            extra.get("cached_parameters"),
-            extra.get("cached_result_expiration"),
-        )
-    return cls(message, result)
-
-
 def state_from_change(change: StateChanged) -> State:
     """Rebuild the State a :class:`StateChanged` event records."""
     result = change.result if change.result_stored else NOT_PERSISTED
     return build_state(change.new, change.message, result, change.extra)
 
 
-def state_extra(state: State) -> dict[str, Any] | None:
-    """The fields beyond message and result that an event must keep for ``state``."""
-    kind = type(state)
-    if kind in _PLAIN:
-        return None
-    if isinstance(state, Retrying):
-        return {"start_time": state.start_time, "run_count": state.run_count}
-    if isinstance(state, Scheduled):
-        return {"start_time": state.start_time} if state.start_time is not None else None
-    if isinstance(state, Looped):
-        return {"loop_count": state.loop_count}
-    if isinstance(state, Mapped):
-        return {"n_map_states": state.n_map_states}
-    if isinstance(state, Cached):
-        return {
-            "cached_result_expiration": state.cached_result_expiration,
-            "cached_parameters": state.cached_parameters,
-            "cached_inputs": state.cached_inputs,
-        }
-    return None
-
-
-# states whose events need no extra fields (checked by exact type: the hot path)
-_PLAIN = frozenset({Pending, Running, Success, Failed, Skipped, TriggerFailed, TimedOut, Cancelled})
-_PLAIN_BY_NAME: dict[str, type[State]] = {cls.__name__: cls for cls in _PLAIN}
-# The replay loop makes these states and TaskRuns by setting their slots itself: a class
-# call costs a third more in CPython 3.11. That is only sound while their slots and
-# __init__ are the ones below (tests/test_fold.py compares the two ways of making them).
+# The replay loop makes a mapped child's TaskRun by setting its slots itself (a class call
+# costs a third more in CPython 3.11; plain States likewise, in codec.make_plain). That is
+# only sound while the slots and __init__ are the ones below (tests/test_fold.py checks).
 _STATE_SLOTS = ("message", "result", "run_id")
 _TASK_RUN_SLOTS = (
     "attempt",
@@ -398,14 +338,14 @@ class RunView:
           Running at the end gets a State of its own (:meth:`_end_fold`);
         * the task an event names is looked up once per run of events naming it, and
           plain States and a child's TaskRun are made by setting their slots (see
-          ``_PLAIN``);
+          :func:`~statecore.codec.make_plain`);
         * a legal start, and a legal end of a mapped child, are applied here; every
           other change goes through :meth:`apply_state`.
 
         Raises:
             CorruptEvent: a gap, an undecodable event, an unknown task or state name.
         """
-        plain = _PLAIN_BY_NAME
+        plain = PLAIN_BY_NAME
         by_key = self.by_key
         runs = self.runs
         children = self.children
@@ -484,11 +424,7 @@ class RunView:
                             shared[message] = last_running = state
                             last_message = message
                     elif cls is not None:
-                        # cls(message, result), made without the class call (see _PLAIN)
-                        state = new_object(cls)
-                        state.message = message
-                        state.result = result if stored else NOT_PERSISTED
-                        state.run_id = None
+                        state = make_plain(cls, message, result if stored else NOT_PERSISTED)
                     else:
                         try:
                             state = build_state(

@@ -12,7 +12,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from statecore import Flow, task
+from statecore import Flow, codec, task
 from statecore import view as view_module
 from statecore.backends import MemoryStore, SQLiteStore
 from statecore.errors import CorruptEvent, SchemaVersionError
@@ -242,10 +242,12 @@ def test_a_log_cut_mid_map_leaves_children_pending_or_running_each_its_own() -> 
 
 
 def test_the_replay_loop_makes_states_and_task_runs_as_their_classes_do() -> None:
-    # the loop sets these slots itself instead of calling the classes (view._PLAIN)
-    for cls in view_module._PLAIN:
+    # the codec sets these slots itself instead of calling the classes (codec.PLAIN)
+    for cls in codec.PLAIN:
         assert cls.__init__ is State.__init__
         assert vars(cls)["__slots__"] == ()
+        made, called = codec.make_plain(cls, "m", [1]), cls("m", [1])
+        assert type(made) is cls and made == called and made.run_id is called.run_id
     assert State.__slots__ == view_module._STATE_SLOTS
     assert TaskRun.__slots__ == view_module._TASK_RUN_SLOTS
     # and what it makes equals what the classes make, slot by slot

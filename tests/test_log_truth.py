@@ -373,3 +373,103 @@ def test_an_invalid_cache_runs_again_on_a_retrys_pass_as_in_prefect_1(tmp_path: 
     given_changes = [(e.prev, e.new, e.message) for e in timeline if e.task == "given-1"]
     assert ("Cached", "Pending", "Cache was invalid; ready to run.") in given_changes
     assert given_changes[-1][1] == "Cached"
+
+
+# -- the lease first, then the log ----------------------------------------------------------
+
+
+def test_a_stale_resumer_takes_the_lease_then_reads_the_log_and_runs_nothing_done(
+    tmp_path: Path,
+) -> None:
+    """A resumer that read the log, then paused while another driver finished the run,
+    folds what was appended once it holds the lease: no logged success runs again."""
+    from statecore.graph import Graph
+    from statecore.runners.driver import Driver
+
+    calls: Counter[str] = Counter()
+
+    @task
+    def first() -> int:
+        calls["first"] += 1
+        return 1
+
+    @task
+    def second(x: int) -> int:
+        calls["second"] += 1
+        if calls["second"] == 1:
+            raise KeyboardInterrupt
+        return x + 1
+
+    with Flow("stale") as flow:
+        second(first())
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            flow.run(store=store, run_id="s")
+        stale = replay(store, "s")  # a resumer reads the log here, then pauses...
+        assert resume("s", flow, store=store).is_successful()  # ...while another finishes
+        head = store.head("s")
+        state = Driver(Graph.of(flow), store, stale, LocalRunner()).drive()
+        assert state.is_successful() and state.result["second"].result == 2
+        assert store.head("s") == head  # it wrote nothing
+    finally:
+        store.close()
+    assert calls == Counter({"first": 1, "second": 2})
+
+
+def test_a_new_run_id_started_twice_runs_its_first_task_once(tmp_path: Path) -> None:
+    from statecore.errors import LeaseHeld
+    from statecore.events import RunStarted
+    from statecore.graph import Graph
+    from statecore.runners.driver import Driver
+    from statecore.view import RunView
+
+    calls: Counter[str] = Counter()
+
+    @task
+    def once() -> int:
+        calls["once"] += 1
+        return 1
+
+    with Flow("twice") as flow:
+        once()
+    graph = Graph.of(flow)
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        # two starters both saw no run "n"; the first to hold the lease starts it
+        late = Driver(graph, store, RunView("n"), LocalRunner())
+        assert flow.run(store=store, run_id="n").is_successful()
+        with pytest.raises(LeaseHeld, match="started by another process"):
+            late.drive(start=RunStarted(flow.name, graph.record(), {}))
+        assert replay(store, "n").flow_state.is_successful()
+    finally:
+        store.close()
+    assert calls["once"] == 1
+
+
+def test_a_secret_from_the_environment_never_reaches_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statecore import Parameter, Secret
+
+    canary = "canary-7f3a9c1e-from-env"
+    monkeypatch.setenv("STATECORE_SECRET_API_TOKEN", canary)
+
+    @task(cache_for=timedelta(hours=1))
+    def use(token: str, p: str) -> str:
+        context["logger"].info(f"using {token} and {p}")
+        return f"{token}/{p}"
+
+    with Flow("env-secret") as flow:
+        use(Secret("API_TOKEN"), Parameter("p", default=canary))
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(path)
+    try:
+        state = flow.run(store=store)
+        assert state.is_successful()
+        assert state.result["use"].result == f"{canary}/{canary}"  # the run itself sees it
+    finally:
+        store.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert canary.encode() not in raw
+    assert b"<secret:API_TOKEN>" in raw

@@ -41,6 +41,7 @@ from statecore.states import (
     Cached,
     Looped,
     Mapped,
+    Paused,
     Pending,
     Retrying,
     Running,
@@ -589,3 +590,47 @@ def test_an_interrupted_run_resumes_to_the_same_states(
     assert_views_agree(state.result._view, replay(store, "crash"))
     interrupted = [e for e in view.timeline() if e.new == "Pending" and e.prev == "Running"]
     assert bool(interrupted) == bool(fired)
+
+
+# -- (g) the decisions outside the task pipeline: interrupt, approve, cancel ----------------------
+
+
+@FEW
+@given(flows(terminating=False), st.data())
+def test_resume_and_cancel_decisions_are_legal_and_exact(
+    drawn: DrawnFlow, data: st.DataObject
+) -> None:
+    """On any prefix of a real log: ``interrupt`` ends exactly the open attempts,
+    ``approve`` resumes exactly the paused entities asked for, ``cancel`` ends exactly the
+    unstarted ones, and every change is in the machine's table."""
+    from statecore.decide import approve, cancel, interrupt
+
+    store = MemoryStore()
+    state = run(drawn, store)
+    log = store.read(state.run_id)
+    cut = data.draw(st.integers(1, len(log)), label="events folded")
+    view = fold(log[:cut])
+    entities = all_entities(view)
+    check_decision(view, _as_decision(interrupt(view, ended_at=1)))
+    assert {(a.node, a.index) for a in interrupt(view, ended_at=1)} == {
+        e for e in entities if isinstance(state_of_entity(view, *e), Running | Looped)
+    }
+    nodes = data.draw(st.lists(st.integers(0, max(len(view.runs) - 1, 0)), max_size=3))
+    approvals = approve(view, nodes if view.runs else [])
+    check_decision(view, _as_decision(approvals))
+    assert {(a.node, a.index) for a in approvals} == {
+        (n, i)
+        for n, i in entities
+        if n in nodes and isinstance(state_of_entity(view, n, i), Paused)
+    }
+    cancels = cancel(view)
+    check_decision(view, _as_decision(cancels))
+    assert {(a.node, a.index) for a in cancels} == {
+        e for e in entities if isinstance(state_of_entity(view, *e), Pending)
+    }
+
+
+def _as_decision(actions: list[Any]) -> Decision:
+    decision = Decision()
+    decision.set_states.extend(actions)
+    return decision

@@ -24,18 +24,27 @@ from typing import Any, Protocol
 
 from statecore import machine, signals
 from statecore.backends.base import Lease, RunMeta, Store
+from statecore.codec import state_extra
 from statecore.decide import (
     RunTask,
+    SetState,
     all_entities,
+    blocker_counts,
+    cancel,
     decide,
     entity_run,
     final_state,
+    interrupt,
+    loop_restart,
     outcome_state,
+    seed,
     settle,
+    signal_state,
     task_inputs,
     upstream_states,
     with_result,
 )
+from statecore.decide import approve as approve_paused
 from statecore.errors import (
     ConcurrencyError,
     LeaseHeld,
@@ -63,7 +72,7 @@ from statecore.runners.execution import (
 from statecore.runners.journal import Journal
 from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
 from statecore.runners.result_cache import ResultCache
-from statecore.scrubbing import scrub
+from statecore.scrubbing import scrub, unscrub
 from statecore.sessions import LostSession, iso_ns, open_session
 from statecore.states import (
     NOT_PERSISTED,
@@ -73,14 +82,12 @@ from statecore.states import (
     Finished,
     Looped,
     Mapped,
-    Paused,
     Pending,
-    Resume,
     Retrying,
     Running,
     State,
 )
-from statecore.view import RunView, TaskStates, state_extra
+from statecore.view import RunView, TaskStates
 
 __all__ = ["Driver", "Runner", "returned_state"]
 
@@ -135,14 +142,6 @@ def _version() -> str:
 
 def _label(key: str, index: int | None) -> str:
     return key if index is None else f"{key}[{index}]"
-
-
-def _ready(view: RunView, node: int, complete: bool) -> bool:
-    """Whether ``node`` is finished (and, if ``complete``, every mapped child too)."""
-    state = view.runs[node].state
-    if not state.is_finished() or isinstance(state, Looped):
-        return False
-    return not (complete and isinstance(state, Mapped) and view.unfinished_children.get(node))
 
 
 def returned_state(graph: Graph, view: RunView) -> State:
@@ -205,6 +204,7 @@ class Driver:
         self.lease: Lease | None = None
         #: the owner of this driver's session, while it is open
         self.session: str | None = None
+        self._real_parameters: dict[str, Any] | None = None
         #: the retries (node, index, attempt) that made a pass over the Cached tasks
         self.revisited: set[tuple[int, int | None, int]] = set()
         #: whether a retry can make Prefect 1 look at Cached tasks again (see _loop)
@@ -261,6 +261,7 @@ class Driver:
                     ending = "nothing to do"
                     return returned_state(self.graph, self.view)
                 self.journal.start_committer()
+                self._learn_secrets()
                 if start is not None:
                     self._begin(start, initial or {}, reuse or {})
                     self._open_session("run", None)
@@ -440,12 +441,6 @@ class Driver:
     def _begin(
         self, start: RunStarted, initial: Mapping[int, State], reuse: Mapping[int, State]
     ) -> None:
-        # A secret the environment holds is known before the first event, so a parameter
-        # equal to it is scrubbed there too (secrets= values are known already)
-        for secret in self.graph.nodes:
-            if secret.is_secret:
-                with contextlib.suppress(signals.FAIL):
-                    self._resolve_secret(secret.task.name)
         if self.known_secrets:
             start = RunStarted(
                 start.flow_name, start.graph, self._scrub(start.parameters), start.parent_run
@@ -455,15 +450,7 @@ class Driver:
         self.view.apply(event)
         self._flow_transition(Running("Running flow."), ts)
         self.may_lack_results = bool(reuse)
-        for node, state in {**reuse, **initial}.items():
-            if type(state) is Pending:
-                continue  # every task starts Pending: nothing to record
-            self._transition(node, None, state, 0, now_ns(), handlers=False)
-            if isinstance(state, Mapped):
-                # a reused mapped task keeps its children's logged states too
-                for j, child in enumerate(state.map_states[: state.n_map_states]):
-                    if not isinstance(child, Pending):
-                        self._transition(node, j, child, 0, now_ns(), handlers=False)
+        self._carry_out(seed(self.graph, initial, reuse))
         for node in range(len(self.graph.nodes)):
             self.candidates[(node, None)] = None
 
@@ -496,29 +483,8 @@ class Driver:
         if isinstance(view.flow_state, Pending):
             self._flow_transition(Running("Running flow."), ts)
         # the attempts a crashed driver left open end when it was last known alive
-        ended = lost.last_alive if lost is not None else ts
-        for node_i, index in all_entities(view):
-            run = entity_run(view, node_i, index)
-            if isinstance(run.state, Running | Looped):
-                self._transition(
-                    node_i,
-                    index,
-                    Pending(
-                        f"Interrupted: the process running attempt {run.attempt} stopped "
-                        "before it finished"
-                    ),
-                    run.attempt,
-                    now_ns(),
-                    handlers=False,
-                    timing={"ended_at": ended},
-                )
-        for node_i in approve:
-            state = view.runs[node_i].state
-            if isinstance(state, Paused):
-                self._transition(node_i, None, Resume("Approved"), 0, now_ns(), handlers=False)
-            for j, child in enumerate(view.children.get(node_i, ())):
-                if isinstance(child.state, Paused):
-                    self._transition(node_i, j, Resume("Approved"), 0, now_ns(), handlers=False)
+        self._carry_out(interrupt(view, ended_at=lost.last_alive if lost is not None else ts))
+        self._carry_out(approve_paused(view, approve))
         for entity in all_entities(view):
             self.candidates[entity] = None
 
@@ -536,13 +502,21 @@ class Driver:
         """Cancel every task and mapped child that has not started."""
         self.candidates.clear()
         self.waits.clear()
-        for node_i, index in all_entities(self.view):
-            run = entity_run(self.view, node_i, index)
-            if isinstance(run.state, Pending):
-                self._transition(
-                    node_i, index, Cancelled("Cancelled: the run was cancelled"), 0, now_ns()
-                )
+        self._carry_out(cancel(self.view))
         self.candidates.clear()
+
+    def _carry_out(self, actions: Sequence[SetState], now: int | None = None) -> None:
+        """Log the state changes ``decide`` (or one of its siblings) chose."""
+        for action in actions:
+            self._transition(
+                action.node,
+                action.index,
+                action.state,
+                action.attempt,
+                now_ns() if now is None else now,
+                handlers=action.handlers,
+                timing=action.timing,
+            )
 
     def _loop(self) -> None:
         view = self.view
@@ -562,8 +536,7 @@ class Driver:
                 decision = decide(
                     graph, view, now, batch, cache=self.cache.candidates, retry_now=retry_now
                 )
-                for action in decision.set_states:
-                    self._transition(action.node, action.index, action.state, 0, now)
+                self._carry_out(decision.set_states, now)
                 for wake in decision.wake:
                     heapq.heappush(self.waits, wake)
                 if self.may_retry:
@@ -621,8 +594,7 @@ class Driver:
         if not cached:
             return
         again = decide(self.graph, view, now, cached, cache=self.cache.candidates)
-        for action in again.set_states:
-            self._transition(action.node, action.index, action.state, 0, now)
+        self._carry_out(again.set_states, now)
 
     # -- running task bodies ------------------------------------------------------------
 
@@ -766,7 +738,7 @@ class Driver:
             "task_slug": node.key,
             "task_tags": node.task.tags,
             "map_index": rt.index,
-            "parameters": self.view.parameters,
+            "parameters": self._parameters(),
             "task_run_count": rt.attempt,
             "resume": rt.resume,
             "scheduled_start_time": self.scheduled_start,
@@ -775,6 +747,23 @@ class Driver:
             ctx["task_loop_count"] = rt.loop_count + 1
             ctx["task_loop_result"] = rt.loop_result
         return ctx
+
+    def _learn_secrets(self) -> None:
+        """Resolve every Secret task's value up front (a missing one fails its task
+        later), so a parameter equal to a secret from the environment is scrubbed from
+        the first event on, as one given in ``secrets=`` is."""
+        for node in self.graph.nodes:
+            if node.is_secret:
+                with contextlib.suppress(signals.FAIL):
+                    self._resolve_secret(node.task.name)
+
+    def _parameters(self) -> dict[str, Any]:
+        """The run's parameters as its tasks see them: the log holds them scrubbed."""
+        if not self.known_secrets:
+            return self.view.parameters
+        if self._real_parameters is None:
+            self._real_parameters = unscrub(self.view.parameters, self.known_secrets)
+        return self._real_parameters
 
     def _logged_slot(self) -> int | None:
         """The run's schedule slot from its ``scheduled`` note, else when it started."""
@@ -810,7 +799,7 @@ class Driver:
             if not isinstance(looped, Looped):
                 return
             restarted = self._transition(
-                rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
+                rt.node, rt.index, loop_restart(looped), rt.attempt, now_ns()
             )
             if isinstance(restarted, Running):
                 self.redispatch.append(
@@ -971,24 +960,9 @@ class Driver:
         return scrub(value, self.known_secrets)
 
     def _init_blockers(self) -> None:
-        """Count, per task, the upstream tasks it still waits for.
-
-        A task waits for an upstream to be *finished* when it only maps over it (a
-        Mapped parent suffices to expand), else to be *complete* (finished, with every
-        mapped child finished). Only a task whose count reaches zero is handed to
-        ``decide``, so a reducer over 10,000 children is checked once, not 10,000 times.
-        """
-        view = self.view
-        self.needs_complete = []
-        self.blockers = []
-        for node in self.graph.nodes:
-            needs: dict[int, bool] = {}
-            for inp in node.inputs:
-                if inp.upstream >= 0:
-                    full = not inp.mapped or inp.flattened
-                    needs[inp.upstream] = needs.get(inp.upstream, False) or full
-            self.needs_complete.append(needs)
-            self.blockers.append(sum(1 for u, full in needs.items() if not _ready(view, u, full)))
+        """Count, per task, the upstream tasks it still waits for (see
+        :func:`~statecore.decide.blocker_counts`)."""
+        self.needs_complete, self.blockers = blocker_counts(self.graph, self.view)
 
     def _release(self, node_i: int, *, complete: bool) -> None:
         """``node_i`` became finished (or complete): queue the tasks that now may run."""
@@ -1038,10 +1012,8 @@ class Driver:
                 new = handler(task, old, new) or new
             if task.on_failure is not None and new.is_failed():
                 task.on_failure(task, new)
-        except (signals.ENDRUN, signals.PAUSE) as sig:
-            return sig.state
-        except signals.StateSignal as sig:
-            return sig.state
+        except (signals.ENDRUN, signals.StateSignal) as sig:
+            return signal_state(sig) or new
         except Exception as exc:
             return Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
         return new
