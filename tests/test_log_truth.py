@@ -14,15 +14,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from statecore import Flow, context, states, task
+from statecore import Flow, context, states, task, unmapped
 from statecore.attempts import attempt_bars
 from statecore.backends import SQLiteStore, open_store
 from statecore.backends.base import Store
@@ -473,3 +475,61 @@ def test_a_secret_from_the_environment_never_reaches_the_log(
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert canary.encode() not in raw
     assert b"<secret:API_TOKEN>" in raw
+
+
+# -- outcomes stream back one by one --------------------------------------------------------
+
+
+@task
+def gated_child(i: int, gate: str) -> int:
+    """Child 1 waits until the test has seen child 0's outcome in the log (a file)."""
+    deadline = time.monotonic() + 60  # only to end a hung test
+    while i == 1 and not Path(gate).exists():
+        assert time.monotonic() < deadline, "the fast child's outcome never reached the log"
+        time.sleep(0.005)
+    return i
+
+
+@pytest.mark.parametrize("executor", ["threads", "dask"])
+def test_an_outcome_is_logged_while_its_sibling_still_runs(tmp_path: Path, executor: str) -> None:
+    """No batching of results: with both children handed to one worker batch (or one Dask
+    worker), the fast child's Success is committed while the slow one is still running."""
+    gate = tmp_path / "gate"
+    with Flow("stream") as flow:
+        # on 2 workers, children 0 and 1 are handed out in one batch
+        gated_child.map([0, 1, 2, 3], unmapped(str(gate)))
+    store = SQLiteStore(tmp_path / "runs.db")
+    watcher = SQLiteStore(tmp_path / "runs.db")
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60  # only to end a hung test
+        while time.monotonic() < deadline and not gate.exists():
+            if store_has_fast_success(watcher):
+                gate.touch()
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        runner: Any
+        if executor == "threads":
+            runner = LocalRunner(max_workers=2, group_delay=0.02)
+        else:
+            from statecore.runners import DaskRunner
+
+            runner = DaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 2})
+        state = flow.run(store=store, run_id="stream", runner=runner)
+    finally:
+        gate.touch()
+        thread.join(5)
+        watcher.close()
+        store.close()
+    assert state.is_successful()
+
+
+def store_has_fast_success(store: Store) -> bool:
+    if store.head("stream") == 0:
+        return False
+    view = replay(store, "stream")
+    kids = view.children.get(view.by_key["gated_child-1"], [])
+    return bool(kids) and kids[0].state.name == "Success" and kids[1].state.name == "Running"

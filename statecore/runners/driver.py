@@ -11,6 +11,7 @@ task bodies through its runner's executor, turns what happened into states with
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import os
 import signal
@@ -131,6 +132,7 @@ def _terminate_as_exit() -> Callable[[], None]:
     return restore
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -515,7 +517,7 @@ class Driver:
                 action.attempt,
                 now_ns() if now is None else now,
                 handlers=action.handlers,
-                timing=action.timing,
+                timing=None if action.timing is None else dict(action.timing),
             )
 
     def _loop(self) -> None:
@@ -628,9 +630,14 @@ class Driver:
         if runner.inline_when_alone and (
             (len(runs) == 1 and not self.in_flight) or runner.max_workers == 1
         ):
+            journal = self.journal
             for rt in runs:
                 self.inline = rt
-                outcome = self._execute(rt)
+                journal.leave()  # the committer keeps the window while the body runs
+                try:
+                    outcome = self._execute(rt)
+                finally:
+                    journal.come_back()
                 self.inline = None
                 self._settle(rt, outcome)
             return
@@ -665,9 +672,11 @@ class Driver:
             self._flush_logs()
             self.journal.flush()
             return
+        in_flight = self.in_flight
         for token, outcome, lines in done:
-            rt = self.in_flight.pop(token, None)
-            self.pending_logs.extend(lines)
+            rt = in_flight.pop(token, None)
+            if lines:
+                self.pending_logs.extend(lines)
             if rt is None:
                 continue  # logged as interrupted already
             if isinstance(outcome[0], Interrupt):
@@ -738,7 +747,7 @@ class Driver:
             "task_slug": node.key,
             "task_tags": node.task.tags,
             "map_index": rt.index,
-            "parameters": self._parameters(),
+            "parameters": self._parameters() if self.known_secrets else self.view.parameters,
             "task_run_count": rt.attempt,
             "resume": rt.resume,
             "scheduled_start_time": self.scheduled_start,
@@ -895,7 +904,7 @@ class Driver:
         ts: int,
         *,
         handlers: bool = True,
-        timing: Mapping[str, int] | None = None,
+        timing: dict[str, Any] | None = None,
     ) -> State:
         """Run handlers, check the machine, append and fold one task state change.
 
@@ -919,7 +928,7 @@ class Driver:
         message = new.message
         extra = state_extra(new)
         if timing is not None:
-            extra = {**extra, **timing} if extra else dict(timing)
+            extra = {**extra, **timing} if extra else timing
         if self.known_secrets:
             if stored:
                 result = self._scrub(result)

@@ -45,7 +45,7 @@ __all__ = [
 Outcome = tuple[BaseException | None, Any, int, int]
 #: an attempt's outcome as an executor delivers it: (the driver's token for the attempt,
 #: its outcome, the log lines it wrote that were not yet delivered)
-Done = tuple[int, Outcome, list[LogRecord]]
+Done = tuple[int, Outcome, Sequence[LogRecord]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,14 +237,15 @@ class ThreadExecutor:
     def _work(self) -> None:
         todo, done = self._todo, self._done
         logger, resolve = self._logger, self._resolve
+        put = done.put
         while (batch := todo.get()) is not None:
             for token, attempt in batch:
                 try:
                     outcome = run_attempt(attempt, logger=logger, resolve_secret=resolve)
                 except Interrupt as exc:
-                    done.put((token, (exc, None, exc.started, time.time_ns()), []))
+                    put((token, (exc, None, exc.started, time.time_ns()), ()))
                     break
-                done.put((token, outcome, []))
+                put((token, outcome, ()))  # log lines went straight to the driver
 
     def submit(self, batch: Sequence[tuple[int, Attempt]]) -> None:
         if len(self._threads) < self.workers:

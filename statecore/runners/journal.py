@@ -4,11 +4,11 @@ Events are numbered, chained and buffered here, then appended to the store in gr
 when the buffer holds ``max_events`` events, when its oldest event is ``max_delay``
 seconds old, and always on :meth:`Journal.flush`, which the runner calls before it
 returns, before a state handler or ``on_failure`` callback runs, before it releases its
-lease, and before it waits longer than the window. While a run is driven, a committer
-thread (:meth:`Journal.start_committer`) also commits what has waited half a window, so
-the window holds whatever the driver's thread is doing (say, a long body run inline). A
-crash loses at most one window: those tasks run again (at least once), and the log stays
-a prefix of what happened.
+lease, and before it waits longer than the window. While the driver's thread is away
+running a body inline (:meth:`Journal.leave` ... :meth:`Journal.come_back`), a committer
+thread (:meth:`Journal.start_committer`) commits what has waited half a window, so a long
+body does not hold the window open. A crash loses at most one window: those tasks run
+again (at least once), and the log stays a prefix of what happened.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class Journal:
         self.buffer: list[StoredEvent] = []
         self._first_buffered = 0
         self.meta: RunMeta | None = None
-        #: held while the buffer changes or is appended: the committer thread shares it
+        #: held by the committer thread while it commits, and by the driver's thread to
+        #: come back from a body (so the two never touch the buffer at once)
         self.lock = threading.Lock()
+        self._away = False
         self._stop_committer: threading.Event | None = None
 
     @property
@@ -86,20 +88,17 @@ class Journal:
 
     def add_payload(self, kind: str, payload: bytes, ts: int) -> StoredEvent:
         """Number, chain and buffer an encoded event; commit when the window is full."""
-        with self.lock:
-            self.head += 1
-            event = make_event(
-                self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload
-            )
-            self.prev_hash = chain_hash(event, self.key)
-            buffer = self.buffer
-            if not buffer:
-                self._first_buffered = time.monotonic_ns()
-            buffer.append(event)
-            if len(buffer) >= self.max_events or (
-                time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
-            ):
-                self._flush()
+        self.head += 1
+        event = make_event(self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload)
+        self.prev_hash = chain_hash(event, self.key)
+        buffer = self.buffer
+        if not buffer:
+            self._first_buffered = time.monotonic_ns()
+        buffer.append(event)
+        if len(buffer) >= self.max_events or (
+            time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
+        ):
+            self._flush()
         return event
 
     def due(self) -> bool:
@@ -110,8 +109,17 @@ class Journal:
 
     def flush(self) -> None:
         """Append everything buffered (and the run's metadata) in one transaction."""
+        self._flush()
+
+    def leave(self) -> None:
+        """The driver's thread goes to run a body: the committer may commit meanwhile.
+        Until :meth:`come_back`, the driver's thread touches nothing of the journal."""
+        self._away = True
+
+    def come_back(self) -> None:
+        """The driver's thread is back (it waits for a commit under way to end)."""
         with self.lock:
-            self._flush()
+            self._away = False
 
     def _flush(self) -> None:
         if not self.buffer and self.meta is None:
@@ -132,9 +140,9 @@ class Journal:
             raise
 
     def start_committer(self) -> None:
-        """Commit from a thread of its own whatever has waited half a window, until
-        :meth:`stop_committer` (a failed commit is left for the driver's next flush,
-        which raises its error)."""
+        """Commit from a thread of its own, while the driver's thread is away, whatever
+        has waited half a window, until :meth:`stop_committer` (a failed commit is left
+        for the driver's next flush, which raises its error)."""
         if self._stop_committer is not None:
             return
         stop = self._stop_committer = threading.Event()
@@ -143,10 +151,12 @@ class Journal:
 
         def commit() -> None:
             while not stop.wait(every):
-                if not self.buffer or time.monotonic_ns() - self._first_buffered < half:
+                if not self._away or not self.buffer:
+                    continue
+                if time.monotonic_ns() - self._first_buffered < half:
                     continue
                 with self.lock, contextlib.suppress(Exception):
-                    if self.buffer and not stop.is_set():
+                    if self._away and self.buffer and not stop.is_set():
                         self._flush()
 
         threading.Thread(target=commit, name="statecore-commit", daemon=True).start()
