@@ -24,11 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from statecore import machine, signals
-from statecore.backends.base import Lease, RunMeta, Store
-from statecore.codec import state_extra
+from statecore.backends.base import Lease, Store
 from statecore.decide import (
     RunTask,
-    SetState,
     all_entities,
     blocker_counts,
     cancel,
@@ -40,7 +38,6 @@ from statecore.decide import (
     outcome_state,
     seed,
     settle,
-    signal_state,
     task_inputs,
     upstream_states,
     with_result,
@@ -50,16 +47,11 @@ from statecore.errors import (
     ConcurrencyError,
     LeaseHeld,
     LeaseLost,
-    SerializationError,
     StatecoreError,
 )
 from statecore.events import (
-    KIND_STATE,
     LogRecord,
-    Note,
     RunStarted,
-    StateChanged,
-    encode_state_change,
 )
 from statecore.graph import Graph
 from statecore.runners.execution import (
@@ -72,8 +64,9 @@ from statecore.runners.execution import (
 )
 from statecore.runners.journal import Journal
 from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
+from statecore.runners.recorder import Recorder
 from statecore.runners.result_cache import ResultCache
-from statecore.scrubbing import scrub, unscrub
+from statecore.scrubbing import unscrub
 from statecore.sessions import LostSession, iso_ns, open_session
 from statecore.states import (
     NOT_PERSISTED,
@@ -191,7 +184,9 @@ class Driver:
         self.candidates: dict[Entity, None] = {}
         self.waits: list[tuple[int, Entity]] = []
         self.cache = ResultCache(
-            store, graph, lambda value: bool(self.known_secrets) and self._scrub(value) is not value
+            store,
+            graph,
+            lambda value: bool(self.known_secrets) and self.record.scrub(value) is not value,
         )
         #: entities that ran in this call (a single pass runs each at most once)
         self.attempted: set[Entity] = set()
@@ -223,6 +218,9 @@ class Driver:
         #: the run's schedule slot (UTC ns), else when it started; set once the log's
         #: opening notes are in (see drive)
         self.scheduled_start: int | None = None
+        self.record = Recorder(
+            graph, view, self.journal, self.known_secrets, self.pending_logs, self._after
+        )
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -268,7 +266,7 @@ class Driver:
                     self._begin(start, initial or {}, reuse or {})
                     self._open_session("run", None)
                     if scheduled is not None:
-                        self._note(
+                        self.record.note(
                             "scheduled", "run for a schedule slot", {"start_time": scheduled}
                         )
                 else:
@@ -276,7 +274,7 @@ class Driver:
                     why = "takeover" if self.took_over_from is not None else "resume"
                     self._open_session(why, lost)
                     if self.took_over_from is not None:
-                        self._note(
+                        self.record.note(
                             "takeover",
                             f"took the run over from {self.took_over_from}, a process of "
                             "this host that is gone",
@@ -304,7 +302,7 @@ class Driver:
                         sys.exc_info()[1], LeaseLost | ConcurrencyError
                     ):
                         self._close_session(ending)
-                    self._flush_logs()
+                    self.record.flush_logs()
                     self.journal.stop_committer()
                     self.journal.flush()
                 finally:
@@ -363,6 +361,7 @@ class Driver:
                 max_events=self.runner.group_events,
                 max_delay=self.runner.group_delay,
             )
+            self.record.journal = self.journal
 
     # -- driver sessions ----------------------------------------------------------------
 
@@ -370,14 +369,14 @@ class Driver:
         """Log who drives the run from now on, and why (``run``, ``resume``, ``takeover``)."""
         assert self.lease is not None
         if lost is not None:
-            self._note(
+            self.record.note(
                 "session-lost",
                 f"the driver {lost.owner} stopped without ending its session; last known "
                 f"alive at {iso_ns(lost.last_alive)}",
                 {"owner": lost.owner, "last_alive": lost.last_alive},
             )
         self.session = self.lease.owner
-        self._note(
+        self.record.note(
             "session-start",
             f"driven by {self.lease.owner} ({why}), lease epoch {self.lease.epoch}",
             {
@@ -395,8 +394,8 @@ class Driver:
         if self.session is None:
             return
         owner, self.session = self.session, None
-        self._flush_logs()
-        self._note(
+        self.record.flush_logs()
+        self.record.note(
             "session-end",
             f"{owner} ended its session: {ending}",
             {"owner": owner, "reason": ending},
@@ -445,14 +444,14 @@ class Driver:
     ) -> None:
         if self.known_secrets:
             start = RunStarted(
-                start.flow_name, start.graph, self._scrub(start.parameters), start.parent_run
+                start.flow_name, start.graph, self.record.scrub(start.parameters), start.parent_run
             )
         ts = now_ns()
         event = self.journal.add(start, ts)
         self.view.apply(event)
-        self._flow_transition(Running("Running flow."), ts)
+        self.record.flow(Running("Running flow."), ts)
         self.may_lack_results = bool(reuse)
-        self._carry_out(seed(self.graph, initial, reuse))
+        self.record.carry_out(seed(self.graph, initial, reuse))
         for node in range(len(self.graph.nodes)):
             self.candidates[(node, None)] = None
 
@@ -470,23 +469,23 @@ class Driver:
             # (here and in every later replay) realigns the run's tasks to it by key
             from statecore.runners.local import describe_changes
 
-            self._note(
+            self.record.note(
                 "graph-changed",
                 "resumed with a changed flow: " + describe_changes(view.graph, record),
                 {"graph": dict(record)},
             )
         changed = [k for k, h in code.items() if view.graph.get("code", {}).get(k) not in (None, h)]
         if changed:
-            self._note(
+            self.record.note(
                 "code-changed",
                 "task code changed since the run started: " + ", ".join(changed),
                 {"tasks": changed},
             )
         if isinstance(view.flow_state, Pending):
-            self._flow_transition(Running("Running flow."), ts)
+            self.record.flow(Running("Running flow."), ts)
         # the attempts a crashed driver left open end when it was last known alive
-        self._carry_out(interrupt(view, ended_at=lost.last_alive if lost is not None else ts))
-        self._carry_out(approve_paused(view, approve))
+        self.record.carry_out(interrupt(view, ended_at=lost.last_alive if lost is not None else ts))
+        self.record.carry_out(approve_paused(view, approve))
         for entity in all_entities(view):
             self.candidates[entity] = None
 
@@ -504,21 +503,8 @@ class Driver:
         """Cancel every task and mapped child that has not started."""
         self.candidates.clear()
         self.waits.clear()
-        self._carry_out(cancel(self.view))
+        self.record.carry_out(cancel(self.view))
         self.candidates.clear()
-
-    def _carry_out(self, actions: Sequence[SetState], now: int | None = None) -> None:
-        """Log the state changes ``decide`` (or one of its siblings) chose."""
-        for action in actions:
-            self._transition(
-                action.node,
-                action.index,
-                action.state,
-                action.attempt,
-                now_ns() if now is None else now,
-                handlers=action.handlers,
-                timing=None if action.timing is None else dict(action.timing),
-            )
 
     def _loop(self) -> None:
         view = self.view
@@ -538,7 +524,7 @@ class Driver:
                 decision = decide(
                     graph, view, now, batch, cache=self.cache.candidates, retry_now=retry_now
                 )
-                self._carry_out(decision.set_states, now)
+                self.record.carry_out(decision.set_states, now)
                 for wake in decision.wake:
                     heapq.heappush(self.waits, wake)
                 if self.may_retry:
@@ -579,7 +565,7 @@ class Driver:
         when, _ = self.waits[0]
         delay = (when - now_ns()) / 1e9
         if delay > 0:
-            self._flush_logs()
+            self.record.flush_logs()
             self.journal.flush()
             time.sleep(min(delay, max(self.runner.lease_renew / 2, 0.05)))
         now = now_ns()
@@ -596,7 +582,7 @@ class Driver:
         if not cached:
             return
         again = decide(self.graph, view, now, cached, cache=self.cache.candidates)
-        self._carry_out(again.set_states, now)
+        self.record.carry_out(again.set_states, now)
 
     # -- running task bodies ------------------------------------------------------------
 
@@ -613,9 +599,9 @@ class Driver:
                 try:
                     rt = self._rehydrate(rt)
                 except StatecoreError as exc:
-                    self._transition(rt.node, rt.index, Failed(str(exc)), rt.attempt, now_ns())
+                    self.record.task(rt.node, rt.index, Failed(str(exc)), rt.attempt, now_ns())
                     continue
-            state = self._transition(
+            state = self.record.task(
                 rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
             )
             if isinstance(state, Running):
@@ -669,7 +655,7 @@ class Driver:
             timeout = self.runner.group_delay if self.journal.buffer else 0.5
         done = self.executor.completed(timeout)
         if not done:
-            self._flush_logs()
+            self.record.flush_logs()
             self.journal.flush()
             return
         in_flight = self.in_flight
@@ -711,7 +697,7 @@ class Driver:
                 timing: dict[str, int] = {"ended_at": now}
                 if rt is body and isinstance(exc, Interrupt) and exc.started:
                     timing["started_at"] = exc.started
-                self._transition(
+                self.record.task(
                     rt.node,
                     rt.index,
                     Pending(
@@ -756,6 +742,9 @@ class Driver:
             ctx["task_loop_count"] = rt.loop_count + 1
             ctx["task_loop_result"] = rt.loop_result
         return ctx
+
+    def _holds_secret(self, value: Any) -> bool:
+        return bool(self.known_secrets) and self.record.scrub(value) is not value
 
     def _learn_secrets(self) -> None:
         """Resolve every Secret task's value up front (a missing one fails its task
@@ -804,10 +793,10 @@ class Driver:
         state, ended = outcome_state(exc, value, rt.loop_count + 1)
         now = now_ns()
         if isinstance(state, Looped):
-            looped = self._transition(rt.node, rt.index, state, rt.attempt, now, timing=timing)
+            looped = self.record.task(rt.node, rt.index, state, rt.attempt, now, timing=timing)
             if not isinstance(looped, Looped):
                 return
-            restarted = self._transition(
+            restarted = self.record.task(
                 rt.node, rt.index, loop_restart(looped), rt.attempt, now_ns()
             )
             if isinstance(restarted, Running):
@@ -840,16 +829,16 @@ class Driver:
             # Running -> Failed -> Retrying, Running -> Success -> Cached. The log keeps
             # one event, with the state the whole chain ends in.
             running = entity_run(self.view, rt.node, rt.index).state
-            first = self._call_task_handlers(rt.node, running, state)
+            first = self.record.task_handlers(rt.node, running, state)
             final = settle(
                 node, first, attempt=rt.attempt, now=now, inputs=rt.inputs, parameters=params
             )
             if final is not first:
-                final = self._call_task_handlers(rt.node, first, final)
+                final = self.record.task_handlers(rt.node, first, final)
             handled = True
         if not node.checkpoint or node.is_secret:
             self.values[(rt.node, rt.index)] = final.result
-        self._transition(
+        self.record.task(
             rt.node, rt.index, final, rt.attempt, now, handlers=not handled, timing=timing
         )
         if isinstance(final, Cached) and not isinstance(state, Cached):
@@ -857,7 +846,7 @@ class Driver:
 
     def _store_fresh_cache(self) -> None:
         for key in self.cache.write():
-            self._note("cache-skipped", f"{key}: result not cached, it holds a secret", None)
+            self.record.note("cache-skipped", f"{key}: result not cached, it holds a secret", None)
 
     def _rehydrate(self, rt: RunTask) -> RunTask:
         """Recompute inputs whose results were never stored (secrets, checkpoint=False)."""
@@ -882,7 +871,7 @@ class Driver:
             if inp.key is not None and inputs.get(inp.key) is NOT_PERSISTED:
                 inputs[inp.key] = self._recompute(inp.upstream)
         rt = RunTask(node_i, None, inputs, 1)
-        self._note(
+        self.record.note(
             "rehydrate", f"re-ran {node.key} to recompute a result that was not stored", None
         )
         exc, value, _, _ = self._execute(rt)
@@ -894,79 +883,6 @@ class Driver:
         return value
 
     # -- transitions --------------------------------------------------------------------
-
-    def _transition(
-        self,
-        node_i: int,
-        index: int | None,
-        new: State,
-        attempt: int,
-        ts: int,
-        *,
-        handlers: bool = True,
-        timing: dict[str, Any] | None = None,
-    ) -> State:
-        """Run handlers, check the machine, append and fold one task state change.
-
-        ``timing`` is the attempt's ``started_at``/``ended_at`` (UTC ns, measured where
-        the body ran), carried in the event beside the state's own fields."""
-        view = self.view
-        run = entity_run(view, node_i, index)
-        old = run.state
-        node = self.graph.nodes[node_i]
-        if handlers and node.has_handlers:
-            new = self._call_task_handlers(node_i, old, new)
-        key = node.key
-        old_name = type(old).__name__
-        new_name = type(new).__name__
-        if new_name not in _TASK_TABLE.get(old_name, ()):
-            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
-        result = new.result
-        stored = node.checkpoint and not node.is_secret
-        if type(new) is Mapped:
-            result, stored = None, True
-        message = new.message
-        extra = state_extra(new)
-        if timing is not None:
-            extra = {**extra, **timing} if extra else timing
-        if self.known_secrets:
-            if stored:
-                result = self._scrub(result)
-            message = self._scrub(message)
-            extra = self._scrub(extra)
-        try:
-            payload = encode_state_change(
-                key, index, old_name, new_name, attempt, message, result, stored, extra
-            )
-        except SerializationError as exc:
-            new = Failed(
-                f"The result of task {_label(key, index)} could not be stored: {exc}",
-                result=None,
-            )
-            new_name = "Failed"
-            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
-            payload = encode_state_change(
-                key,
-                index,
-                old_name,
-                new_name,
-                attempt,
-                new.message,
-                None,
-                True,
-                dict(timing) if timing else None,
-            )
-        event = self.journal.add_payload(KIND_STATE, payload, ts)
-        view.apply_state(node_i, index, new, attempt, ts, event.seq)
-        view.head = event.seq
-        view.last_event = event
-        if self.pending_logs:
-            self._flush_logs()
-        self._after(node_i, index, old, new)
-        return new
-
-    def _scrub(self, value: Any) -> Any:
-        return scrub(value, self.known_secrets)
 
     def _init_blockers(self) -> None:
         """Count, per task, the upstream tasks it still waits for (see
@@ -1012,74 +928,12 @@ class Driver:
         if view.unfinished_children.get(node_i, 0) == 0:
             self._release(node_i, complete=True)
 
-    def _call_task_handlers(self, node_i: int, old: State, new: State) -> State:
-        task = self.graph.nodes[node_i].task
-        self._flush_logs()
-        self.journal.flush()
-        try:
-            for handler in task.state_handlers:
-                new = handler(task, old, new) or new
-            if task.on_failure is not None and new.is_failed():
-                task.on_failure(task, new)
-        except (signals.ENDRUN, signals.StateSignal) as sig:
-            return signal_state(sig) or new
-        except Exception as exc:
-            return Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
-        return new
-
-    def _flow_transition(self, new: State, ts: int) -> None:
-        view = self.view
-        old = view.flow_state
-        flow = self.graph.flow
-        if flow.state_handlers or flow.on_failure:
-            self._flush_logs()
-            self.journal.flush()
-            try:
-                for handler in flow.state_handlers:
-                    new = handler(flow, old, new) or new
-                if flow.on_failure is not None and new.is_failed():
-                    flow.on_failure(flow, new)
-            except Exception as exc:
-                new = Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
-        machine.check_flow(view.run_id, old.name, new.name)
-        event = self.journal.add(
-            StateChanged(None, None, old.name, new.name, 0, new.message, None, True, None), ts
-        )
-        view.apply_state(None, None, new, 0, ts, event.seq)
-        view.advance(event)
-        self.journal.set_meta(self._meta())
-
-    def _meta(self) -> RunMeta:
-        view = self.view
-        return RunMeta(
-            view.run_id,
-            view.flow_name,
-            view.flow_state.name,
-            view.started or now_ns(),
-            view.ended,
-            0,
-            view.parent_run,
-        )
-
-    def _note(self, code: str, message: str, data: dict[str, Any] | None) -> None:
-        self.view.apply(self.journal.add(Note(code, message, data), now_ns()))
-
-    def _flush_logs(self) -> None:
-        logs = self.pending_logs
-        while logs:
-            record = logs.popleft()
-            if self.known_secrets:
-                record = LogRecord(
-                    record.task, record.index, record.level, self._scrub(record.message)
-                )
-            self.view.apply(self.journal.add(record, now_ns()))
-
     def _finish(self) -> None:
         if self.cancelled:
-            self._flow_transition(Cancelled("Cancelled by request."), now_ns())
+            self.record.flow(Cancelled("Cancelled by request."), now_ns())
             return
         state = final_state(self.graph, self.view)
         if state.is_finished():
-            self._flow_transition(state, now_ns())
+            self.record.flow(state, now_ns())
         else:
-            self.journal.set_meta(self._meta())
+            self.journal.set_meta(self.record.meta())

@@ -1,0 +1,216 @@
+"""The recorder: the one writer of a run's state changes.
+
+Every change of a task's, a mapped child's or the flow's state goes through
+:meth:`Recorder.task` or :meth:`Recorder.flow`: state handlers first (Prefect 1's
+chain, after a commit so they see a durable log), then the machine's table (the only
+legality check, :func:`statecore.machine.check_task`), then scrubbing of every secret
+known to the run, the codec (:func:`statecore.codec.state_extra`), the journal's append,
+and the fold of the very change into the live view, exactly as replay folds it. Notes and
+log lines are recorded here too. The driver decides; the recorder writes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from statecore import machine, signals
+from statecore.backends.base import RunMeta
+from statecore.codec import state_extra
+from statecore.decide import SetState, entity_run, signal_state
+from statecore.errors import SerializationError
+from statecore.events import KIND_STATE, LogRecord, Note, StateChanged, encode_state_change
+from statecore.graph import Graph
+from statecore.runners.journal import Journal
+from statecore.runners.leases import now_ns
+from statecore.scrubbing import scrub
+from statecore.states import Failed, Mapped, State
+from statecore.view import RunView
+
+__all__ = ["Recorder"]
+
+_TASK_TABLE = machine.TASK_TRANSITIONS
+#: what the driver does after a task's state changed: (node, index, old, new)
+OnChange = Callable[[int, int | None, State, State], None]
+
+
+def _label(key: str, index: int | None) -> str:
+    return key if index is None else f"{key}[{index}]"
+
+
+class Recorder:
+    """Writes one run's state changes, notes and log lines (see the module's text).
+
+    Args:
+        graph: the compiled flow.
+        view: the live view, folded with each change.
+        journal: where events go (the driver may hand it a new one, see ``journal``).
+        known_secrets: every secret value known to the run, by name (shared, growing).
+        pending_logs: log lines written by bodies, recorded at the next change.
+        on_change: called after each task change (the driver queues what may run).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        view: RunView,
+        journal: Journal,
+        known_secrets: dict[str, str],
+        pending_logs: deque[LogRecord],
+        on_change: OnChange,
+    ) -> None:
+        self.graph = graph
+        self.view = view
+        self.journal = journal
+        self.known_secrets = known_secrets
+        self.pending_logs = pending_logs
+        self.on_change = on_change
+
+    def task(
+        self,
+        node_i: int,
+        index: int | None,
+        new: State,
+        attempt: int,
+        ts: int,
+        *,
+        handlers: bool = True,
+        timing: dict[str, Any] | None = None,
+    ) -> State:
+        """Run handlers, check the machine, append and fold one task state change.
+
+        ``timing`` is the attempt's ``started_at``/``ended_at`` (UTC ns, measured where
+        the body ran), carried in the event beside the state's own fields."""
+        view = self.view
+        run = entity_run(view, node_i, index)
+        old = run.state
+        node = self.graph.nodes[node_i]
+        if handlers and node.has_handlers:
+            new = self.task_handlers(node_i, old, new)
+        key = node.key
+        old_name = type(old).__name__
+        new_name = type(new).__name__
+        if new_name not in _TASK_TABLE.get(old_name, ()):
+            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
+        result = new.result
+        stored = node.checkpoint and not node.is_secret
+        if type(new) is Mapped:
+            result, stored = None, True
+        message = new.message
+        extra = state_extra(new)
+        if timing is not None:
+            extra = {**extra, **timing} if extra else timing
+        if self.known_secrets:
+            if stored:
+                result = self.scrub(result)
+            message = self.scrub(message)
+            extra = self.scrub(extra)
+        try:
+            payload = encode_state_change(
+                key, index, old_name, new_name, attempt, message, result, stored, extra
+            )
+        except SerializationError as exc:
+            new = Failed(
+                f"The result of task {_label(key, index)} could not be stored: {exc}",
+                result=None,
+            )
+            new_name = "Failed"
+            machine.check_task(view.run_id, _label(key, index), old_name, new_name)
+            payload = encode_state_change(
+                key,
+                index,
+                old_name,
+                new_name,
+                attempt,
+                new.message,
+                None,
+                True,
+                dict(timing) if timing else None,
+            )
+        event = self.journal.add_payload(KIND_STATE, payload, ts)
+        view.apply_state(node_i, index, new, attempt, ts, event.seq)
+        view.head = event.seq
+        view.last_event = event
+        if self.pending_logs:
+            self.flush_logs()
+        self.on_change(node_i, index, old, new)
+        return new
+
+    def scrub(self, value: Any) -> Any:
+        return scrub(value, self.known_secrets)
+
+    def task_handlers(self, node_i: int, old: State, new: State) -> State:
+        task = self.graph.nodes[node_i].task
+        self.flush_logs()
+        self.journal.flush()
+        try:
+            for handler in task.state_handlers:
+                new = handler(task, old, new) or new
+            if task.on_failure is not None and new.is_failed():
+                task.on_failure(task, new)
+        except (signals.ENDRUN, signals.StateSignal) as sig:
+            return signal_state(sig) or new
+        except Exception as exc:
+            return Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
+        return new
+
+    def flow(self, new: State, ts: int) -> None:
+        view = self.view
+        old = view.flow_state
+        flow = self.graph.flow
+        if flow.state_handlers or flow.on_failure:
+            self.flush_logs()
+            self.journal.flush()
+            try:
+                for handler in flow.state_handlers:
+                    new = handler(flow, old, new) or new
+                if flow.on_failure is not None and new.is_failed():
+                    flow.on_failure(flow, new)
+            except Exception as exc:
+                new = Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
+        machine.check_flow(view.run_id, old.name, new.name)
+        event = self.journal.add(
+            StateChanged(None, None, old.name, new.name, 0, new.message, None, True, None), ts
+        )
+        view.apply_state(None, None, new, 0, ts, event.seq)
+        view.advance(event)
+        self.journal.set_meta(self.meta())
+
+    def meta(self) -> RunMeta:
+        view = self.view
+        return RunMeta(
+            view.run_id,
+            view.flow_name,
+            view.flow_state.name,
+            view.started or now_ns(),
+            view.ended,
+            0,
+            view.parent_run,
+        )
+
+    def note(self, code: str, message: str, data: dict[str, Any] | None) -> None:
+        self.view.apply(self.journal.add(Note(code, message, data), now_ns()))
+
+    def flush_logs(self) -> None:
+        logs = self.pending_logs
+        while logs:
+            record = logs.popleft()
+            if self.known_secrets:
+                record = LogRecord(
+                    record.task, record.index, record.level, self.scrub(record.message)
+                )
+            self.view.apply(self.journal.add(record, now_ns()))
+
+    def carry_out(self, actions: Sequence[SetState], now: int | None = None) -> None:
+        """Log the state changes ``decide`` (or one of its siblings) chose."""
+        for action in actions:
+            self.task(
+                action.node,
+                action.index,
+                action.state,
+                action.attempt,
+                now_ns() if now is None else now,
+                handlers=action.handlers,
+                timing=None if action.timing is None else dict(action.timing),
+            )
