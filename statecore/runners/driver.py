@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from statecore import machine, signals
+from statecore import machine
 from statecore.backends.base import Lease, Store
 from statecore.decide import (
     RunTask,
@@ -54,19 +54,18 @@ from statecore.events import (
     RunStarted,
 )
 from statecore.graph import Graph
+from statecore.runners.bodies import Bodies
 from statecore.runners.execution import (
     Attempt,
     Executor,
     Interrupt,
     Outcome,
     RunLogger,
-    run_body,
 )
 from statecore.runners.journal import Journal
 from statecore.runners.leases import LeaseKeeper, holder_is_dead, new_owner, now_ns
 from statecore.runners.recorder import Recorder
 from statecore.runners.result_cache import ResultCache
-from statecore.scrubbing import unscrub
 from statecore.sessions import LostSession, iso_ns, open_session
 from statecore.states import (
     NOT_PERSISTED,
@@ -201,7 +200,6 @@ class Driver:
         self.lease: Lease | None = None
         #: the owner of this driver's session, while it is open
         self.session: str | None = None
-        self._real_parameters: dict[str, Any] | None = None
         #: the retries (node, index, attempt) that made a pass over the Cached tasks
         self.revisited: set[tuple[int, int | None, int]] = set()
         #: whether a retry can make Prefect 1 look at Cached tasks again (see _loop)
@@ -217,10 +215,10 @@ class Driver:
         self.needs_complete: list[dict[int, bool]] = []
         #: the run's schedule slot (UTC ns), else when it started; set once the log's
         #: opening notes are in (see drive)
-        self.scheduled_start: int | None = None
         self.record = Recorder(
             graph, view, self.journal, self.known_secrets, self.pending_logs, self._after
         )
+        self.bodies = Bodies(graph, view, self.secrets, self.known_secrets, self.logger)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -261,7 +259,7 @@ class Driver:
                     ending = "nothing to do"
                     return returned_state(self.graph, self.view)
                 self.journal.start_committer()
-                self._learn_secrets()
+                self.bodies.learn_secrets()
                 if start is not None:
                     self._begin(start, initial or {}, reuse or {})
                     self._open_session("run", None)
@@ -281,7 +279,7 @@ class Driver:
                             {"previous_owner": self.took_over_from},
                         )
                     self._resume_prelude(approve, code or {}, record, lost)
-                self.scheduled_start = self._logged_slot()
+                self.bodies.scheduled_start = self._logged_slot()
                 self.cache.load(now_ns())
                 self._init_blockers()
                 for node_i, waiting in enumerate(self.blockers):
@@ -621,7 +619,7 @@ class Driver:
                 self.inline = rt
                 journal.leave()  # the committer keeps the window while the body runs
                 try:
-                    outcome = self._execute(rt)
+                    outcome = self.bodies.execute(rt)
                 finally:
                     journal.come_back()
                 self.inline = None
@@ -632,15 +630,15 @@ class Driver:
             node = self.graph.nodes[rt.node]
             # parameters and secrets read the driver's own state: they run here
             if node.is_parameter or node.is_secret:
-                self._settle(rt, self._execute(rt))
+                self._settle(rt, self.bodies.execute(rt))
             else:
                 self.tokens += 1
                 self.in_flight[self.tokens] = rt
-                remote.append((self.tokens, self._attempt(rt)))
+                remote.append((self.tokens, self.bodies.attempt(rt)))
         if not remote:
             return
         if self.executor is None:
-            self.executor = runner.make_executor(self.logger, self._resolve_secret)
+            self.executor = runner.make_executor(self.logger, self.bodies.resolve_secret)
         # Batches amortise the executor's hand-off over many short tasks; one batch per
         # worker keeps every worker busy when the bodies are long.
         size = max(1, -(-len(remote) // self.executor.workers))
@@ -710,58 +708,8 @@ class Driver:
                     timing=timing,
                 )
 
-    def _attempt(self, rt: RunTask) -> Attempt:
-        node = self.graph.nodes[rt.node]
-        return Attempt(node.task, rt.inputs, self._context(rt), node.timeout)
-
-    def _execute(self, rt: RunTask) -> Outcome:
-        """Run one attempt's body here, in the driver's thread."""
-        node = self.graph.nodes[rt.node]
-        context = self._context(rt)
-        context["logger"] = self.logger
-        return run_body(node.task, rt.inputs, context, node.timeout, self._resolve_secret)
-
-    def _context(self, rt: RunTask) -> dict[str, Any]:
-        node = self.graph.nodes[rt.node]
-        full = node.name if rt.index is None else f"{node.name}[{rt.index}]"
-        ctx: dict[str, Any] = {
-            "run_id": self.view.run_id,
-            "flow_name": self.graph.flow_name,
-            "flow_run_name": self.view.run_id,
-            "task_name": node.name,
-            "task_full_name": full,
-            "task_slug": node.key,
-            "task_tags": node.task.tags,
-            "map_index": rt.index,
-            "parameters": self._parameters() if self.known_secrets else self.view.parameters,
-            "task_run_count": rt.attempt,
-            "resume": rt.resume,
-            "scheduled_start_time": self.scheduled_start,
-        }
-        if rt.loop_count:
-            ctx["task_loop_count"] = rt.loop_count + 1
-            ctx["task_loop_result"] = rt.loop_result
-        return ctx
-
     def _holds_secret(self, value: Any) -> bool:
         return bool(self.known_secrets) and self.record.scrub(value) is not value
-
-    def _learn_secrets(self) -> None:
-        """Resolve every Secret task's value up front (a missing one fails its task
-        later), so a parameter equal to a secret from the environment is scrubbed from
-        the first event on, as one given in ``secrets=`` is."""
-        for node in self.graph.nodes:
-            if node.is_secret:
-                with contextlib.suppress(signals.FAIL):
-                    self._resolve_secret(node.task.name)
-
-    def _parameters(self) -> dict[str, Any]:
-        """The run's parameters as its tasks see them: the log holds them scrubbed."""
-        if not self.known_secrets:
-            return self.view.parameters
-        if self._real_parameters is None:
-            self._real_parameters = unscrub(self.view.parameters, self.known_secrets)
-        return self._real_parameters
 
     def _logged_slot(self) -> int | None:
         """The run's schedule slot from its ``scheduled`` note, else when it started."""
@@ -770,20 +718,6 @@ class Driver:
             if note.code == "scheduled" and note.data and "start_time" in note.data:
                 found = int(note.data["start_time"])
         return found
-
-    def _resolve_secret(self, name: str) -> Any:
-        value: Any = self.secrets.get(name)
-        if value is None:
-            value = os.environ.get(f"STATECORE_SECRET_{name}")
-            if value is None:
-                value = os.environ.get(f"STATECORE_SECRET_{name.upper()}")
-            if value is None:
-                value = os.environ.get(name)
-        if value is None:
-            raise signals.FAIL(f'Secret "{name}" was not found')
-        if isinstance(value, str) and value:
-            self.known_secrets[name] = value
-        return value
 
     def _settle(self, rt: RunTask, outcome: Outcome) -> None:
         """Turn an attempt's outcome into states; a LOOP queues the next iteration."""
@@ -874,7 +808,7 @@ class Driver:
         self.record.note(
             "rehydrate", f"re-ran {node.key} to recompute a result that was not stored", None
         )
-        exc, value, _, _ = self._execute(rt)
+        exc, value, _, _ = self.bodies.execute(rt)
         if exc is not None:
             raise StatecoreError(
                 f"could not recompute the unstored result of {node.key}: {exc!r}"

@@ -1,0 +1,125 @@
+"""What a task body is given: its inputs, its ``statecore.context``, the run's secrets.
+
+:class:`Bodies` is the driver's part that faces user code: it resolves secrets (and
+learns every value to scrub), shows tasks the run's real parameters though the log holds
+them scrubbed, builds each attempt's context, and runs a body in the driver's own thread
+or packs it as an :class:`~statecore.runners.execution.Attempt` for an executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from statecore import signals
+from statecore.decide import RunTask
+from statecore.graph import Graph
+from statecore.runners.execution import Attempt, Outcome, RunLogger, run_body
+from statecore.scrubbing import unscrub
+from statecore.view import RunView
+
+__all__ = ["Bodies"]
+
+
+class Bodies:
+    """Runs and packs one run's task bodies.
+
+    Args:
+        graph: the compiled flow.
+        view: the live view (run id, parameters).
+        secrets: ``flow.run(secrets=...)``.
+        known_secrets: every secret value known to the run, by name; shared with the
+            recorder, which scrubs them; grows as secrets are resolved.
+        logger: ``context["logger"]`` for bodies run here.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        view: RunView,
+        secrets: Mapping[str, Any],
+        known_secrets: dict[str, str],
+        logger: RunLogger,
+    ) -> None:
+        self.graph = graph
+        self.view = view
+        self.secrets = dict(secrets)
+        self.known_secrets = known_secrets
+        self.logger = logger
+        #: the run's schedule slot (UTC ns), else when it started (set by the driver)
+        self.scheduled_start: int | None = None
+        self._real_parameters: dict[str, Any] | None = None
+
+    def resolve_secret(self, name: str) -> Any:
+        """A secret's value: ``secrets=``, then ``STATECORE_SECRET_<NAME>``, then
+        ``<NAME>``; remembered for scrubbing.
+
+        Raises:
+            FAIL: ``Secret "NAME" was not found``.
+        """
+        value: Any = self.secrets.get(name)
+        if value is None:
+            value = os.environ.get(f"STATECORE_SECRET_{name}")
+            if value is None:
+                value = os.environ.get(f"STATECORE_SECRET_{name.upper()}")
+            if value is None:
+                value = os.environ.get(name)
+        if value is None:
+            raise signals.FAIL(f'Secret "{name}" was not found')
+        if isinstance(value, str) and value:
+            self.known_secrets[name] = value
+        return value
+
+    def learn_secrets(self) -> None:
+        """Resolve every Secret task's value up front (a missing one fails its task
+        later), so a parameter equal to a secret from the environment is scrubbed from
+        the first event on, as one given in ``secrets=`` is."""
+        for node in self.graph.nodes:
+            if node.is_secret:
+                with contextlib.suppress(signals.FAIL):
+                    self.resolve_secret(node.task.name)
+
+    def parameters(self) -> dict[str, Any]:
+        """The run's parameters as its tasks see them: the log holds them scrubbed."""
+        if not self.known_secrets:
+            return self.view.parameters
+        if self._real_parameters is None:
+            self._real_parameters = unscrub(self.view.parameters, self.known_secrets)
+        return self._real_parameters
+
+    def context(self, rt: RunTask) -> dict[str, Any]:
+        """``statecore.context`` for one attempt (the logger is added where it runs)."""
+        node = self.graph.nodes[rt.node]
+        full = node.name if rt.index is None else f"{node.name}[{rt.index}]"
+        ctx: dict[str, Any] = {
+            "run_id": self.view.run_id,
+            "flow_name": self.graph.flow_name,
+            "flow_run_name": self.view.run_id,
+            "task_name": node.name,
+            "task_full_name": full,
+            "task_slug": node.key,
+            "task_tags": node.task.tags,
+            "map_index": rt.index,
+            "parameters": self.parameters() if self.known_secrets else self.view.parameters,
+            "task_run_count": rt.attempt,
+            "resume": rt.resume,
+            "scheduled_start_time": self.scheduled_start,
+        }
+        if rt.loop_count:
+            ctx["task_loop_count"] = rt.loop_count + 1
+            ctx["task_loop_result"] = rt.loop_result
+        return ctx
+
+    def attempt(self, rt: RunTask) -> Attempt:
+        """One attempt, packed for an executor."""
+        node = self.graph.nodes[rt.node]
+        return Attempt(node.task, rt.inputs, self.context(rt), node.timeout)
+
+    def execute(self, rt: RunTask) -> Outcome:
+        """Run one attempt's body here, in the driver's thread."""
+        node = self.graph.nodes[rt.node]
+        context = self.context(rt)
+        context["logger"] = self.logger
+        return run_body(node.task, rt.inputs, context, node.timeout, self.resolve_secret)
