@@ -33,7 +33,7 @@ if str(HERE) not in sys.path:
 
 from workloads import STORES, WORKLOADS, StoreFactory, ensure_redis  # noqa: E402
 
-from statecore.view import fold  # noqa: E402
+from statecore.fold import fold  # noqa: E402
 
 
 def _where(func: tuple[str, int, str]) -> str:

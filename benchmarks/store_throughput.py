@@ -46,9 +46,9 @@ from workloads import STORES, StoreFactory, build_w3, ensure_redis  # noqa: E402
 from statecore.backends.memory import MemoryStore  # noqa: E402
 from statecore.backends.sqlite import SQLiteStore  # noqa: E402
 from statecore.events import StoredEvent  # noqa: E402
+from statecore.fold import fold_rows  # noqa: E402
 from statecore.runners.local import collector_paused, replay  # noqa: E402
 from statecore.serialization import unpackb  # noqa: E402
-from statecore.view import fold_rows  # noqa: E402
 
 TARGETS = {"sqlite": 500_000, "redis": 300_000}
 YARDSTICK = 718_000  # the "SQLite read + decode + fold of raw rows", events/s

@@ -1,6 +1,6 @@
 """``python -m statecore``: the ``statecore`` command line."""
 
-from statecore.runners.cli import main
+from statecore.cli.main import main
 
 if __name__ == "__main__":
     main()

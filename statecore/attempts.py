@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from statecore.view import RunView, TimelineEntry
+    from statecore.fold import RunView, TimelineEntry
 
 __all__ = ["AttemptBar", "attempt_bars", "bars_of"]
 

@@ -11,8 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from statecore import signals, triggers
+from statecore.building import case_stack as _case_stack
+from statecore.building import current_flow
 from statecore.errors import FlowDefinitionError
-from statecore.flow import Flow, _case_stack, current_flow
+from statecore.flow import Flow
 from statecore.tasks import Task, as_task, task
 
 __all__ = ["CompareValue", "FilterTask", "Merge", "case", "ifelse", "merge", "switch"]

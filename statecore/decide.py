@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statecore import signals
+from statecore.fold import RunView, TaskRun
 from statecore.graph import Graph, Input, Node
 from statecore.states import (
     Cached,
@@ -49,7 +50,6 @@ from statecore.states import (
     TimedOut,
     TriggerFailed,
 )
-from statecore.view import RunView, TaskRun
 
 __all__ = [
     "Decision",

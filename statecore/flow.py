@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from statecore.building import case_stack as _case_stack
+from statecore.building import current_flow
+from statecore.building import current_flow_var as _current_flow
 from statecore.errors import FlowDefinitionError
 from statecore.states import State
 from statecore.tasks import (
@@ -25,18 +28,6 @@ if TYPE_CHECKING:
     from statecore.schedules import Schedule
 
 __all__ = ["Edge", "Flow", "current_flow"]
-
-_current_flow: contextvars.ContextVar[Flow | None] = contextvars.ContextVar(
-    "statecore_flow", default=None
-)
-_case_stack: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
-    "statecore_case", default=()
-)
-
-
-def current_flow() -> Flow | None:
-    """The flow of the innermost ``with Flow(...)`` block, if any."""
-    return _current_flow.get()
 
 
 @dataclass(frozen=True, eq=True)

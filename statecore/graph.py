@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from statecore.flow import Edge, Flow
+from statecore.fold import resolve_task_ref
 from statecore.states import Success
 from statecore.tasks import Constant, Parameter, Secret, Task
 from statecore.triggers import trigger_name
@@ -222,29 +222,3 @@ class Graph:
                 sources[id(fn)] = digest
             code[n.key] = digest
         return {**structure, "fingerprint": fingerprint, "code": code}
-
-
-def resolve_task_ref(
-    ref: Any,
-    by_key: Mapping[str, int],
-    index_of: Mapping[Task, int] | None,
-    names: Mapping[str, list[int]],
-) -> int:
-    """Resolve a handle, key or unique name to a node index (see :meth:`Graph.node_for`)."""
-    if isinstance(ref, Task):
-        if index_of is not None and ref in index_of:
-            return index_of[ref]
-        key = getattr(ref, "_key", None)
-        if index_of is None and key is not None and key in by_key:
-            return by_key[key]
-        raise KeyError(f"task {ref!r} is not in this flow")
-    if isinstance(ref, str):
-        if ref in by_key:
-            return by_key[ref]
-        found = names.get(ref)
-        if found and len(found) == 1:
-            return found[0]
-        if found:
-            keys = ", ".join(k for k, i in by_key.items() if i in found)
-            raise KeyError(f"task name {ref!r} is ambiguous; use one of the keys: {keys}")
-    raise KeyError(f"no task {ref!r} in this flow")

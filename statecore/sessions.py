@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from statecore.view import RunView
+    from statecore.fold import RunView
 
 __all__ = ["LostSession", "Session", "iso_ns", "open_session", "run_status", "sessions"]
 

@@ -221,7 +221,7 @@ class Task:
         **kwargs: Any,
     ) -> Task:
         """Bind this very task (not a copy) to arguments in the flow."""
-        from statecore.flow import current_flow
+        from statecore.building import current_flow
 
         flow = flow or current_flow()
         if flow is None:
@@ -251,7 +251,7 @@ class Task:
         self, task: Any, flow: Any = None, key: str | None = None, mapped: bool = False
     ) -> Task:
         """Make ``task`` run before this one (passing its result as ``key`` if given)."""
-        from statecore.flow import current_flow
+        from statecore.building import current_flow
 
         flow = flow or current_flow()
         if flow is None:

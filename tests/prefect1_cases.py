@@ -271,8 +271,8 @@ def run_trigger_case(c: dict[str, Any]) -> tuple[Any, str]:
     ``decide`` on a view whose upstream tasks hold those states (a pure, in-core check).
     """
     from statecore.decide import decide, outcome_state, settle
+    from statecore.fold import RunView
     from statecore.graph import Graph
-    from statecore.view import RunView
 
     trig = make_trigger(c.get("trigger", "all_successful"))
     ups = c["upstream_states"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from statecore.audit import iso_time, json_safe, log_lines, verify_chain
 from statecore.backends import MemoryStore, SQLiteStore
+from statecore.cli.main import cli
 from statecore.events import Note, StateChanged, StoredEvent, chain_hash, decode_body, encode_body
-from statecore.runners.audit import iso_time, json_safe, log_lines, verify_chain
-from statecore.runners.cli import cli
 from statecore.runners.loading import FlowLoadError, load_flow, split_flow_ref
 from statecore.runners.local import replay
 
@@ -284,7 +284,7 @@ def test_flow_references(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "module",
-    ["statecore.runners.audit", "statecore.runners.cli", "statecore.runners.loading"],
+    ["statecore.audit", "statecore.cli.main", "statecore.runners.loading"],
 )
 def test_docstring_examples_run(module: str) -> None:
     import doctest

@@ -20,10 +20,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from statecore.backends import SQLiteStore, open_store
-from statecore.runners.cli import cli, parse_parameters, parse_time
+from statecore.cli.main import cli, parse_parameters, parse_time
 from statecore.runners.loading import load_flow
-from statecore.runners.local import replay
-from statecore.runners.rerun import rerun
+from statecore.runners.local import replay, rerun
 
 FLOWS = Path(__file__).parent / "flows" / "demo.py"
 

@@ -33,7 +33,7 @@ import pytest
 
 from statecore.backends.sqlite import SQLiteStore
 from statecore.events import StateChanged, chain_hash, decode_body
-from statecore.view import fold
+from statecore.fold import fold
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAIN = 300

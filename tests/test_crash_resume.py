@@ -40,9 +40,9 @@ import pytest
 from statecore.backends import SQLiteStore, Store
 from statecore.errors import RunNotFound
 from statecore.events import StateChanged, StoredEvent, chain_hash, decode_body
+from statecore.fold import RunView, fold
 from statecore.runners import LocalRunner, replay, resume
 from statecore.states import Looped, Mapped, Running, State, Success
-from statecore.view import RunView, fold
 
 from .conftest import unique_prefix
 from .crash_flows import flows

@@ -66,7 +66,7 @@ def test_the_property_testing_example_runs() -> None:
         "statecore.schedules.adjustments",
         "statecore.schedules.schedules",
         "statecore.runners.scheduling",
-        "statecore.runners.cli_schedule",
+        "statecore.cli.schedule",
     ],
 )
 def test_docstring_examples(module: str) -> None:

@@ -17,10 +17,10 @@ from statecore import view as view_module
 from statecore.backends import MemoryStore, SQLiteStore
 from statecore.errors import CorruptEvent, SchemaVersionError
 from statecore.events import SCHEMA_VERSION, StoredEvent, encode_state_change
+from statecore.fold import RunView, TaskRun, fold
 from statecore.runners import replay
 from statecore.serialization import packb
 from statecore.states import State
-from statecore.view import RunView, TaskRun, fold
 
 
 @task

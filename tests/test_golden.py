@@ -18,8 +18,8 @@ import pytest
 
 from statecore.backends import MemoryStore, SQLiteStore
 from statecore.events import StoredEvent
+from statecore.fold import fold
 from statecore.runners import replay
-from statecore.view import fold
 
 from .golden.record import summary
 

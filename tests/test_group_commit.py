@@ -20,9 +20,9 @@ from statecore import Flow, signals, task
 from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
 from statecore.backends.sqlite import SQLiteStore
 from statecore.events import StateChanged, StoredEvent, decode_body
+from statecore.fold import fold
 from statecore.runners.local import LocalRunner
 from statecore.states import State
-from statecore.view import fold
 
 BIG_WINDOW = {"group_events": 512, "group_delay": 10.0}
 

@@ -7,7 +7,7 @@ clocks, files or processes. The documented exceptions:
 * ``Flow.run`` imports ``statecore.runners.local`` (and, for a flow with a schedule,
   ``statecore.runners.scheduling``) lazily, inside the method;
 * ``statecore/__main__.py`` (``python -m statecore``) is the command line's entry point:
-  it imports ``statecore.runners.cli`` and is never imported by ``import statecore``;
+  it imports ``statecore.cli.main`` and is never imported by ``import statecore``;
 * ``statecore.testing`` is test tooling (it is not scanned).
 
 ``Parameter.run`` and ``Secret.run`` import ``statecore.context`` lazily; that is core.
@@ -40,6 +40,7 @@ FORBIDDEN = (
     "subprocess",
     "statecore.backends",
     "statecore.runners",
+    "statecore.cli",
 )
 IO_CALLS = {"open", "input", "print", "breakpoint", "exec", "eval"}
 
@@ -47,7 +48,7 @@ IO_CALLS = {"open", "input", "print", "breakpoint", "exec", "eval"}
 ALLOWED = {
     ("flow.py", "Flow.run", "statecore.runners.local"),
     ("flow.py", "Flow.run", "statecore.runners.scheduling"),
-    ("__main__.py", "<module>", "statecore.runners.cli"),
+    ("__main__.py", "<module>", "statecore.cli.main"),
 }
 
 
@@ -137,7 +138,7 @@ def forbidden(module: str) -> str | None:
 
 def test_the_core_is_what_the_scan_covers() -> None:
     names = {p.name for p in CORE}
-    for expected in ("decide.py", "view.py", "flow.py", "tasks.py", "states.py", "machine.py"):
+    for expected in ("decide.py", "fold.py", "flow.py", "tasks.py", "states.py", "machine.py"):
         assert expected in names
 
 
@@ -227,3 +228,146 @@ def test_import_backends_does_not_load_redis() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+# -- import cycles ------------------------------------------------------------------------
+
+#: old import paths kept one release (each only aliases its new module)
+SHIMS = {
+    "statecore.view",
+    "statecore.runners.audit",
+    "statecore.runners.cli",
+    "statecore.runners.cli_errors",
+    "statecore.runners.cli_time",
+    "statecore.runners.cli_progress",
+    "statecore.runners.cli_report",
+    "statecore.runners.cli_schedule",
+    "statecore.runners.timeline",
+    "statecore.runners.graph_render",
+    "statecore.runners.rerun",
+}
+#: the one documented cycle: ``Flow.run`` hands the flow to the runners, lazily
+CYCLE_ALLOWED = {
+    ("statecore.flow", "statecore.runners.local"),
+    ("statecore.flow", "statecore.runners.scheduling"),
+    # serialization's deprecated ``scrub``/``scrub_text`` (module __getattr__), one release
+    ("statecore.serialization", "statecore.scrubbing"),
+}
+AUTHORING = ("statecore.flow", "statecore.tasks", "statecore.graph", "statecore.control_flow")
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the statecore modules it imports (lazily or not, TYPE_CHECKING aside).
+
+    ``from statecore import x`` counts as importing ``statecore.x`` when that is a module,
+    else the package; a package's ``__init__`` run by importing a submodule does not count.
+    """
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py") if "testing" not in p.parts}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        if name in SHIMS:
+            continue
+        edges: set[str] = set()
+        for f in scan(path).imports:
+            module = f.module
+            if not module.startswith("statecore"):
+                continue
+            if module == "statecore":
+                continue  # the submodule names were added beside it
+            while module not in paths and "." in module:
+                module = module.rsplit(".", 1)[0]
+            if module in paths and module != name:
+                edges.add(module)
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_but_the_documented_flow_run_delegation() -> None:
+    graph = import_graph()
+    for src, dst in CYCLE_ALLOWED:
+        assert dst in graph[src], f"drop {src} -> {dst} from CYCLE_ALLOWED: it is gone"
+        graph[src].discard(dst)
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_sees_a_new_cycle() -> None:
+    graph = import_graph()
+    for src, dst in CYCLE_ALLOWED:
+        graph[src].discard(dst)
+    graph["statecore.fold"].add("statecore.decide")  # decide imports fold
+    assert any({"statecore.decide", "statecore.fold"} <= set(c) for c in cycles(graph))
+
+
+def test_the_fold_imports_no_authoring_layer() -> None:
+    graph = import_graph()
+    reach: set[str] = set()
+    frontier = ["statecore.fold"]
+    while frontier:
+        for dst in graph[frontier.pop()]:
+            if dst not in reach:
+                reach.add(dst)
+                frontier.append(dst)
+    assert not [m for m in reach if m.startswith(AUTHORING)]
+
+
+@pytest.mark.parametrize("old", sorted(SHIMS))
+def test_old_import_paths_warn_and_still_work(old: str) -> None:
+    code = (
+        "import warnings, importlib\n"
+        "warnings.simplefilter('error', DeprecationWarning)\n"
+        "try:\n"
+        f"    importlib.import_module({old!r})\n"
+        "except DeprecationWarning as w:\n"
+        "    print('warned', w)\n"
+        "warnings.simplefilter('ignore')\n"
+        f"m = importlib.import_module({old!r})\n"
+        "print(len([n for n in dir(m) if not n.startswith('__')]) > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("warned " + old)
+    assert out.rstrip().endswith("True")

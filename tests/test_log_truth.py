@@ -26,8 +26,9 @@ import pytest
 
 from statecore import Flow, context, states, task, unmapped
 from statecore.attempts import attempt_bars
-from statecore.backends import SQLiteStore, open_store
+from statecore.backends import MemoryStore, SQLiteStore, open_store
 from statecore.backends.base import Store
+from statecore.cache_validators import never_use
 from statecore.runners import LocalRunner, replay, resume
 from statecore.sessions import run_status, sessions
 
@@ -377,6 +378,31 @@ def test_an_invalid_cache_runs_again_on_a_retrys_pass_as_in_prefect_1(tmp_path: 
     assert given_changes[-1][1] == "Cached"
 
 
+def test_a_mapped_retry_waiting_on_an_upstream_that_ran_again_still_runs() -> None:
+    """A mapped task whose child retries waits on an upstream whose cache went invalid on
+    the retry's pass; once that upstream is Cached again the child's retries go on (the
+    run used to stop there, Running, with the child Retrying)."""
+    calls: Counter[str] = Counter()
+
+    @task(cache_for=timedelta(hours=1), cache_validator=never_use)
+    def given(c: int) -> list[int]:
+        calls["given"] += 1
+        return [0]
+
+    @task(max_retries=2, retry_delay=timedelta(0))
+    def child(m: int, c: int) -> int:
+        calls["child"] += 1
+        raise ValueError("boom")
+
+    with Flow("revisit-map") as flow:
+        xs = given(c=0)
+        child.map(m=xs, c=unmapped(0), upstream_tasks=[xs])
+    state = flow.run(store=MemoryStore())
+    assert state.is_finished() and state.is_failed()
+    assert calls["child"] == 3
+    assert state.result["child"].map_states[0].is_failed()
+
+
 # -- the lease first, then the log ----------------------------------------------------------
 
 
@@ -422,9 +448,9 @@ def test_a_stale_resumer_takes_the_lease_then_reads_the_log_and_runs_nothing_don
 def test_a_new_run_id_started_twice_runs_its_first_task_once(tmp_path: Path) -> None:
     from statecore.errors import LeaseHeld
     from statecore.events import RunStarted
+    from statecore.fold import RunView
     from statecore.graph import Graph
     from statecore.runners.driver import Driver
-    from statecore.view import RunView
 
     calls: Counter[str] = Counter()
 

@@ -34,6 +34,7 @@ from statecore.decide import (
 )
 from statecore.events import RunStarted, StoredEvent
 from statecore.flow import Edge
+from statecore.fold import RunView, TaskRun, fold
 from statecore.graph import Graph
 from statecore.runners import replay, resume
 from statecore.states import (
@@ -50,7 +51,6 @@ from statecore.states import (
 )
 from statecore.testing import strategies
 from statecore.testing.strategies import DrawnFlow, flows, upstream_states
-from statecore.view import RunView, TaskRun, fold
 
 # STATECORE_PROPERTY_SCALE=20 runs twenty times as many examples (a soak run).
 SCALE = int(os.environ.get("STATECORE_PROPERTY_SCALE", "1"))

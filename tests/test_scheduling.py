@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from statecore import Flow, Parameter, context, task
 from statecore.backends import MemoryStore, SQLiteStore
+from statecore.cli.main import cli
 from statecore.runners import replay, run_on_schedule
 from statecore.runners import scheduling as scheduling_module
-from statecore.runners.cli import cli
 from statecore.runners.scheduling import ScheduledRun, slot_run_id, slot_time
 from statecore.schedules import IntervalSchedule, Schedule
 from statecore.schedules.clocks import DatesClock, IntervalClock

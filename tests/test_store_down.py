@@ -32,9 +32,9 @@ from statecore import Flow, task
 from statecore.backends import SQLiteStore, Store, open_store
 from statecore.errors import StoreUnavailable
 from statecore.events import StoredEvent, chain_hash
+from statecore.fold import fold
 from statecore.runners import LocalRunner, replay, resume
 from statecore.states import Mapped, Running, Success
-from statecore.view import fold
 
 from .conftest import service_missing
 

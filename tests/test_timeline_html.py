@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from statecore.backends import MemoryStore, SQLiteStore
-from statecore.runners.cli import cli
+from statecore.cli.main import cli
+from statecore.cli.timeline import html_page, task_bars
+from statecore.fold import RunView
 from statecore.runners.loading import load_flow
 from statecore.runners.local import replay, resume
-from statecore.runners.timeline import html_page, task_bars
-from statecore.view import RunView
 
 from .conftest import service_missing
 

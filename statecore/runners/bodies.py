@@ -15,10 +15,10 @@ from typing import Any
 
 from statecore import signals
 from statecore.decide import RunTask
+from statecore.fold import RunView
 from statecore.graph import Graph
 from statecore.runners.execution import Attempt, Outcome, RunLogger, run_body
 from statecore.scrubbing import unscrub
-from statecore.view import RunView
 
 __all__ = ["Bodies"]
 

@@ -1,7 +1,7 @@
 """The driver: one run's loop of fold -> decide -> execute -> append.
 
 One :class:`Driver` drives one run. It holds the run's lease, keeps the live
-:class:`~statecore.view.RunView` (folding each event it appends, exactly as replay does),
+:class:`~statecore.fold.RunView` (folding each event it appends, exactly as replay does),
 asks :func:`~statecore.decide.decide` what to do for the tasks whose inputs changed, runs
 task bodies through its runner's executor, turns what happened into states with
 :func:`~statecore.decide.settle`, runs state handlers, and appends the events through the
@@ -53,6 +53,7 @@ from statecore.events import (
     LogRecord,
     RunStarted,
 )
+from statecore.fold import RunView, TaskStates
 from statecore.graph import Graph
 from statecore.runners.bodies import Bodies
 from statecore.runners.execution import (
@@ -80,7 +81,6 @@ from statecore.states import (
     Running,
     State,
 )
-from statecore.view import RunView, TaskStates
 
 __all__ = ["Driver", "Runner", "returned_state"]
 
@@ -465,7 +465,7 @@ class Driver:
         if record is not None and view.graph.get("fingerprint") != record.get("fingerprint"):
             # resumed with allow_changed: the log records the new graph, and the fold
             # (here and in every later replay) realigns the run's tasks to it by key
-            from statecore.runners.local import describe_changes
+            from statecore.plans import describe_changes
 
             self.record.note(
                 "graph-changed",
@@ -833,6 +833,11 @@ class Driver:
                 blockers[d] -= 1
                 if blockers[d] == 0:
                     self.candidates[(d, None)] = None
+                    # a mapped task already expanded waited on an upstream that ran again
+                    # (an invalid cache): its unfinished children are decided anew
+                    for j, child in enumerate(self.view.children.get(d, ())):
+                        if not child.state.is_finished():
+                            self.candidates[(d, j)] = None
 
     def _after(self, node_i: int, index: int | None, old: State, new: State) -> None:
         """Queue the tasks whose inputs this change may have completed."""

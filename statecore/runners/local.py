@@ -1,4 +1,9 @@
-"""Running flows in this process: ``LocalRunner``, ``run_flow``, ``resume``, ``replay``.
+"""The runner entry points: ``run_flow`` (``flow.run``), ``resume``, ``replay``, ``rerun``.
+
+``rerun(run_id, flow, from_task)`` starts a **new** run with the parent run's parameters:
+every task that is not ``from_task`` or downstream of it starts in the final state its
+parent run logged (result included, see :func:`statecore.plans.plan_rerun`); the new
+run's first event records the parent run's id (``RunMeta.parent_run``).
 
 ``flow.run`` and :func:`resume` compile the flow, check the run, and hand it to a
 :class:`~statecore.runners.driver.Driver`, the one loop of fold -> decide -> execute ->
@@ -21,22 +26,23 @@ from statecore.backends.base import Store
 from statecore.errors import FlowChanged, InvalidRunId, RunNotFound
 from statecore.events import EventRow, RunStarted
 from statecore.flow import Flow
+from statecore.fold import RunView, fold_rows
 from statecore.graph import Graph
+from statecore.plans import describe_changes, plan_rerun
 from statecore.runners.driver import Driver, returned_state
 from statecore.runners.execution import Executor, RunLogger, ThreadExecutor
 from statecore.runners.leases import now_ns
 from statecore.scrubbing import scrub
 from statecore.states import State
-from statecore.view import RunView, fold_rows
 
 __all__ = [
     "LocalRunner",
     "check_parameters",
     "check_run_id",
     "collector_paused",
-    "describe_changes",
     "now_ns",
     "replay",
+    "rerun",
     "resume",
     "run_flow",
 ]
@@ -274,39 +280,6 @@ def _check_same_run(graph: Graph, view: RunView, params: Mapping[str, Any]) -> N
         )
 
 
-def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """A short account of how two recorded graphs differ."""
-    parts: list[str] = []
-    old_keys = [t["key"] for t in old.get("tasks", [])]
-    new_keys = [t["key"] for t in new.get("tasks", [])]
-    added = [k for k in new_keys if k not in old_keys]
-    removed = [k for k in old_keys if k not in new_keys]
-    if added:
-        parts.append("tasks added: " + ", ".join(added))
-    if removed:
-        parts.append("tasks removed: " + ", ".join(removed))
-    old_edges = {tuple(e) for e in old.get("edges", [])}
-    new_edges = {tuple(e) for e in new.get("edges", [])}
-    if old_edges != new_edges:
-        gone = sorted(f"{e[0]}->{e[1]}" for e in old_edges - new_edges)
-        made = sorted(f"{e[0]}->{e[1]}" for e in new_edges - old_edges)
-        if gone:
-            parts.append("edges removed or changed: " + ", ".join(gone))
-        if made:
-            parts.append("edges added or changed: " + ", ".join(made))
-    old_tasks = {t["key"]: t for t in old.get("tasks", [])}
-    for t in new.get("tasks", []):
-        before = old_tasks.get(t["key"])
-        if before is None:
-            continue
-        for field in ("mapped", "trigger", "skip_on_upstream_skip"):
-            if before.get(field) != t.get(field):
-                parts.append(f"{t['key']}: {field} {before.get(field)!r} -> {t.get(field)!r}")
-    if old.get("reference") != new.get("reference"):
-        parts.append("reference tasks changed")
-    return "; ".join(parts) or "structure changed"
-
-
 def resume(
     run_id: str,
     flow: Flow,
@@ -346,3 +319,58 @@ def resume(
     approved = [graph.node_for(ref).index for ref in approve]
     driver = Driver(graph, s, view, runner or LocalRunner(), secrets=secrets)
     return driver.drive(approve=approved, code=record["code"], record=record)
+
+
+def rerun(
+    run_id: str,
+    flow: Flow,
+    from_task: Any,
+    *,
+    store: Store | str | None = None,
+    new_run_id: str | None = None,
+    secrets: Mapping[str, str] | None = None,
+    runner: LocalRunner | None = None,
+    allow_changed: bool = False,
+) -> State:
+    """Start a new run of ``flow`` that reruns ``from_task`` and its downstream tasks.
+
+    Args:
+        run_id: the parent run.
+        flow: the same flow (its code may have changed; its structure may not, unless
+            ``allow_changed``).
+        from_task: a task handle, key, or name unique in the flow.
+        store: where the parent run is and the new one goes (default: as ``flow.run``).
+        new_run_id: the new run's id (default: a new uuid).
+        secrets: as for ``flow.run``.
+        runner: as for ``flow.run``.
+        allow_changed: see :func:`plan_rerun`.
+
+    Returns:
+        The new run's state (``.run_id`` is the new run's id).
+
+    Raises:
+        RunNotFound: no run ``run_id``.
+        FlowChanged: another flow, or a changed structure.
+        KeyError: ``from_task`` is not a task of the flow.
+        ValueError: ``new_run_id`` is already taken.
+    """
+    s = _open(store)
+    try:
+        view = replay(s, run_id)
+        graph = Graph(flow)
+        reuse = plan_rerun(graph, view, from_task, allow_changed=allow_changed)
+        if new_run_id is not None and s.head(new_run_id) > 0:
+            raise ValueError(f"run id {new_run_id!r} is already taken in store {s.url}")
+        return run_flow(
+            flow,
+            parameters=view.parameters,
+            store=s,
+            run_id=new_run_id,
+            secrets=secrets,
+            runner=runner,
+            parent_run=run_id,
+            reuse=reuse,
+        )
+    finally:
+        if s is not store:
+            s.close()

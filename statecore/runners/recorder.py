@@ -21,12 +21,12 @@ from statecore.codec import state_extra
 from statecore.decide import SetState, entity_run, signal_state
 from statecore.errors import SerializationError
 from statecore.events import KIND_STATE, LogRecord, Note, StateChanged, encode_state_change
+from statecore.fold import RunView
 from statecore.graph import Graph
 from statecore.runners.journal import Journal
 from statecore.runners.leases import now_ns
 from statecore.scrubbing import scrub
 from statecore.states import Failed, Mapped, State
-from statecore.view import RunView
 
 __all__ = ["Recorder"]
 

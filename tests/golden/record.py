@@ -21,8 +21,8 @@ from statecore import Flow, Parameter, context, signals, states, task, triggers
 from statecore.backends import MemoryStore
 from statecore.backends.base import Store
 from statecore.cache_validators import all_inputs
+from statecore.fold import RunView, TaskRun, fold
 from statecore.runners import LocalRunner, resume
-from statecore.view import RunView, TaskRun, fold
 
 HERE = Path(__file__).resolve().parent
 RUNNER = {"max_workers": 1}
