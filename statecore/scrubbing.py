@@ -27,9 +27,10 @@ from statecore.serialization import (
     _type_name,
 )
 
-__all__ = ["scrub", "scrub_text", "unscrub"]
+__all__ = ["scrub", "scrub_text", "unscrub", "with_message"]
 
 T = TypeVar("T")
+S = TypeVar("S", bound=states.State)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +259,12 @@ class _Scrubber:
         if isinstance(state, states.State) and state.result is exc:  # a signal's own state
             new.__dict__["state"] = _copy_state(state, {"result": new})
         return new
+
+
+def with_message(state: S, message: Any) -> S:
+    """A copy of ``state`` (same class and fields) with another message."""
+    new: S = _copy_state(state, {"message": message})  # type: ignore[assignment]
+    return new
 
 
 def _copy_state(state: states.State, changes: dict[str, Any]) -> states.State:

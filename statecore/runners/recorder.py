@@ -25,7 +25,7 @@ from statecore.fold import RunView
 from statecore.graph import Graph
 from statecore.runners.journal import Journal
 from statecore.runners.leases import now_ns
-from statecore.scrubbing import scrub
+from statecore.scrubbing import scrub, with_message
 from statecore.states import Failed, Mapped, State
 
 __all__ = ["Recorder"]
@@ -106,6 +106,10 @@ class Recorder:
                 result = self.scrub(result)
             message = self.scrub(message)
             extra = self.scrub(extra)
+            if message is not new.message:
+                # the live state is what flow.run returns and what gets printed: it tells
+                # what the log tells; its result stays the run's own (real) value
+                new = with_message(new, message)
         try:
             payload = encode_state_change(
                 key, index, old_name, new_name, attempt, message, result, stored, extra
