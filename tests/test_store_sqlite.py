@@ -7,6 +7,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from statecore.backends import RunMeta, SQLiteStore, Store
 from statecore.backends.sqlite import SCHEMA_VERSION
-from statecore.errors import ConcurrencyError, StatecoreError, StoreUnavailable
+from statecore.errors import ConcurrencyError, CorruptEvent, StatecoreError, StoreUnavailable
 from statecore.events import StoredEvent
 from statecore.testing import StoreContractTests
 from statecore.testing.stores import NOW, sample_events
@@ -71,10 +72,11 @@ def test_directory_that_cannot_be_created_is_store_unavailable(tmp_path: Path) -
         SQLiteStore(blocker / "sub" / "runs.db")
 
 
-def test_a_file_that_is_not_a_database_is_store_unavailable(tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_database_is_a_damaged_store(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not SQLite" * 100)
-    with pytest.raises(StoreUnavailable, match=r"junk\.db"):
+    # CorruptEvent: the CLI's exit 2 (a damaged log), not 4 (a store that is down)
+    with pytest.raises(CorruptEvent, match=r"junk\.db is damaged"):
         SQLiteStore(path)
 
 
@@ -122,12 +124,50 @@ def test_a_version_1_file_is_migrated_and_its_epochs_survive_a_prune(db_path: Pa
     # Back to what a statecore of schema version 1 left: no retired_epochs table.
     with closing(sqlite3.connect(db_path)) as raw, raw:
         raw.execute("DROP TABLE retired_epochs")
+        raw.execute("DROP TABLE cancellations")
         raw.execute("DELETE FROM schema_version WHERE version > 1")
     with SQLiteStore(db_path) as store:
         assert store.inspect()["schema_version"] == SCHEMA_VERSION
         assert store.get_lease("r") == lease
         assert store.prune(before=NOW + 1) == 1
         assert store.acquire_lease("r", owner="b", ttl=60, now=NOW).epoch == lease.epoch + 1
+
+
+def as_version_2(path: Path, legacy_cancels: dict[str, int]) -> None:
+    """Make ``path`` what a statecore of schema version 2 left, with its cancellation
+    requests kept as cache entries ``statecore-cancel:<run id>`` expiring at the times
+    given."""
+    with closing(sqlite3.connect(path)) as raw, raw:
+        raw.execute("DROP TABLE cancellations")
+        raw.execute("DELETE FROM schema_version WHERE version > 2")
+        for run_id, expires in legacy_cancels.items():
+            raw.execute(
+                "INSERT INTO cache (key, payload, expires) VALUES (?, ?, ?)",
+                (f"statecore-cancel:{run_id}", b"1", expires),
+            )
+
+
+def test_cancellations_written_as_cache_entries_by_version_2_are_migrated(
+    db_path: Path,
+) -> None:
+    SQLiteStore(db_path).close()
+    now = time.time_ns()
+    day = 86_400 * 10**9
+    as_version_2(db_path, {"live": now + day // 2, "stale": now - 1, "odd:id": now + day})
+    with closing(sqlite3.connect(db_path)) as raw, raw:
+        raw.execute("INSERT INTO cache (key, payload, expires) VALUES ('k', x'00', ?)", (now,))
+    with SQLiteStore(db_path) as store:
+        assert store.inspect()["schema_version"] == SCHEMA_VERSION
+        assert store.cancel_requested("live", now=now)
+        assert store.cancel_requested("odd:id", now=now)
+        assert not store.cancel_requested("stale", now=now)  # had expired: not revived
+        # the requests are rows of their own now; the cache keeps only real results
+        tables = store.inspect()["tables"]
+        assert tables["cancellations"] == 2
+        assert tables["cache"] == 1
+        with closing(sqlite3.connect(db_path)) as raw:
+            requested = dict(raw.execute("SELECT run_id, requested FROM cancellations"))
+        assert requested == {"live": now - day // 2, "odd:id": now}
 
 
 def test_a_newer_schema_is_refused(store: SQLiteStore, db_path: Path) -> None:

@@ -33,6 +33,11 @@ def run_keys(prefix: str, run_id: str) -> tuple[str, str, str]:
     return base + "events", base + "meta", base + "lease"
 
 
+def cancel_key(prefix: str, run_id: str) -> str:
+    """The key of ``run_id``'s cancellation request, in the run's slot."""
+    return f"{prefix}:{{{run_tag(run_id)}}}:cancel"
+
+
 def cache_key(prefix: str, key: str) -> str:
     return f"{prefix}:cache:{{{run_tag(key)}}}"
 

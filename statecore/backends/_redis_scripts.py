@@ -95,7 +95,7 @@ end
 return 0
 """
 
-# KEYS: events, meta, lease.  ARGV: before.  Returns -1 (no run), 0 (kept) or 1 (deleted).
+# KEYS: events, meta, lease, cancel.  ARGV: before.  Returns -1 (no run), 0 (kept) or 1 (deleted).
 # The meta hash stays behind holding only 'retired_epoch', the run id's last lease epoch:
 # not 'epoch', so no lease issued before the prune passes APPEND's check or RENEW's, yet
 # ACQUIRE numbers the next lease above it (fencing tokens never repeat for a run id).
@@ -105,7 +105,7 @@ _LUA_PRUNE = (
 local m = redis.call('HMGET', KEYS[2], 'flow_name', 'ended', 'epoch', 'retired_epoch')
 if not m[1] then return -1 end
 if not m[2] or int_cmp(m[2], ARGV[1]) >= 0 then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 local last = m[3] or m[4]
 if last then redis.call('HSET', KEYS[2], 'retired_epoch', last) end
 return 1

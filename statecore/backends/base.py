@@ -1,8 +1,21 @@
-"""The store contract: one small abstract class that every backend implements.
+"""The store contract, split by capability, and :class:`Store`, the composition of them all.
 
 A store keeps, per run, an append-only stream of :class:`~statecore.events.StoredEvent`
 plus a little metadata (:class:`RunMeta`) that the runner supplies with each append, a
-lease with an epoch (the fencing token), and a result cache shared by runs.
+lease with an epoch (the fencing token), a result cache shared by runs, and the runs'
+cancellation requests. Each of those is one small abstract class here:
+
+* :class:`EventLog`: ``append``, ``read``, ``scan``, ``head``; every reader and writer.
+* :class:`RunIndex`: ``get_run``, ``list_runs``, ``prune``; listings and clean-up.
+* :class:`Leases`: ``acquire_lease``, ``renew_lease``, ``release_lease``, ``get_lease``;
+  the driver's fencing.
+* :class:`ResultCache`: ``cache_put``, ``cache_get``; tasks with ``cache_for``.
+* :class:`Cancellations`: ``request_cancel``, ``cancel_requested``; ``statecore cancel``.
+
+A backend implements :class:`Store` (all five; the runners need them all), and may build
+it from mixins of its own, one per capability, the way the conformance suite in
+:mod:`statecore.testing.stores` tests them one mixin per capability. Code that needs one
+capability only can be typed by it (``def show(log: EventLog)``).
 
 Rules every store keeps (the conformance suite in :mod:`statecore.testing` checks them):
 
@@ -24,9 +37,26 @@ from dataclasses import dataclass
 
 from statecore.events import EventRow, StoredEvent
 
-__all__ = ["CacheEntry", "Lease", "RunMeta", "Store"]
+__all__ = [
+    "LEGACY_CANCEL_PREFIX",
+    "LEGACY_CANCEL_TTL_NS",
+    "CacheEntry",
+    "Cancellations",
+    "EventLog",
+    "Lease",
+    "Leases",
+    "ResultCache",
+    "RunIndex",
+    "RunMeta",
+    "Store",
+]
 
-_CANCEL_PREFIX = "statecore-cancel:"
+#: Before cancellations had their own place, ``request_cancel`` put a cache entry under
+#: this prefix and the run id, living a day. Stores still honour such entries on read,
+#: so a cancel requested by an older statecore is not lost.
+LEGACY_CANCEL_PREFIX = "statecore-cancel:"
+#: How long a legacy cancel entry lived.
+LEGACY_CANCEL_TTL_NS = 86_400 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +108,8 @@ class CacheEntry:
     expires: int
 
 
-class Store(abc.ABC):
-    """The contract every backend implements. All options are keyword-only."""
-
-    #: the URL this store was opened from (for messages)
-    url: str = "?"
-
-    # -- the log -------------------------------------------------------------------------
+class EventLog(abc.ABC):
+    """Per run, an append-only stream of events, numbered from 1 without gaps."""
 
     @abc.abstractmethod
     def append(
@@ -127,7 +152,9 @@ class Store(abc.ABC):
     def head(self, run_id: str) -> int:
         """The run's last sequence number, 0 for an unknown run."""
 
-    # -- runs ----------------------------------------------------------------------------
+
+class RunIndex(abc.ABC):
+    """What is known of each run without reading its stream, and pruning finished runs."""
 
     @abc.abstractmethod
     def get_run(self, run_id: str) -> RunMeta | None:
@@ -149,13 +176,16 @@ class Store(abc.ABC):
     def prune(self, *, before: int) -> int:
         """Delete finished runs that ended before ``before`` (UTC ns); return how many.
 
-        A pruned run's events, metadata and lease go: its id reads as unknown and may be
-        reused, starting again at seq 1. Its last lease epoch stays behind (one small
-        record per pruned run id), so no lease issued before the prune is current after
-        it and the next lease on the id is numbered higher.
+        A pruned run's events, metadata, lease and cancellation request go: its id
+        reads as unknown and may be reused, starting again at seq 1. Its last lease
+        epoch stays behind (one small record per pruned run id), so no lease issued
+        before the prune is current after it and the next lease on the id is numbered
+        higher.
         """
 
-    # -- leases --------------------------------------------------------------------------
+
+class Leases(abc.ABC):
+    """One lease per run, with an epoch that only grows: the fencing token of appends."""
 
     @abc.abstractmethod
     def acquire_lease(self, run_id: str, *, owner: str, ttl: float, now: int) -> Lease:
@@ -178,7 +208,9 @@ class Store(abc.ABC):
     def get_lease(self, run_id: str) -> Lease | None:
         """The run's current lease (possibly expired), or None."""
 
-    # -- cache ---------------------------------------------------------------------------
+
+class ResultCache(abc.ABC):
+    """Cached task results shared by runs, each entry valid until it expires."""
 
     @abc.abstractmethod
     def cache_put(self, key: str, payload: bytes, *, expires: int) -> None:
@@ -188,20 +220,33 @@ class Store(abc.ABC):
     def cache_get(self, key: str, *, now: int) -> list[CacheEntry]:
         """Unexpired entries under ``key``, newest first."""
 
-    # -- cancellation ----------------------------------------------------------------------
 
+class Cancellations(abc.ABC):
+    """Requests to cancel a run, kept for the run (not in the result cache)."""
+
+    @abc.abstractmethod
     def request_cancel(self, run_id: str, *, now: int) -> None:
-        """Ask the run's driver to cancel (``statecore cancel``). Stores may override;
-        this default keeps the request as a cache entry that lives a day."""
-        self.cache_put(_CANCEL_PREFIX + run_id, b"1", expires=now + 86_400 * 10**9)
+        """Ask the run's driver to cancel (``statecore cancel``) at UTC ns ``now``.
 
+        The request stands until the run is pruned; asking twice is asking once.
+        """
+
+    @abc.abstractmethod
     def cancel_requested(self, run_id: str, *, now: int) -> bool:
-        """True when :meth:`request_cancel` was called for the run."""
-        return bool(self.cache_get(_CANCEL_PREFIX + run_id, now=now))
+        """True when :meth:`request_cancel` was called for the run (by this statecore,
+        or by an older one that kept the request as a cache entry, until it expired)."""
 
-    # -- lifecycle -----------------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+class Store(EventLog, RunIndex, Leases, ResultCache, Cancellations):
+    """The contract every backend implements: all five capabilities, one handle.
+
+    All options are keyword-only.
+    """
+
+    #: the URL this store was opened from (for messages)
+    url: str = "?"
+
+    def close(self) -> None:
         """Release connections."""
 
     def __enter__(self) -> Store:

@@ -27,6 +27,8 @@ class MemoryStore(Store):
         # lease an old driver may still hold.
         self._epochs: dict[str, int] = {}
         self._cache: dict[str, list[CacheEntry]] = {}
+        # run id -> when its cancellation was first requested (UTC ns)
+        self._cancels: dict[str, int] = {}
 
     def append(
         self,
@@ -113,6 +115,7 @@ class MemoryStore(Store):
                 self._meta.pop(run_id, None)
                 self._streams.pop(run_id, None)
                 self._leases.pop(run_id, None)
+                self._cancels.pop(run_id, None)
             return len(doomed)
 
     def acquire_lease(self, run_id: str, *, owner: str, ttl: float, now: int) -> Lease:
@@ -155,3 +158,11 @@ class MemoryStore(Store):
     def cache_get(self, key: str, *, now: int) -> list[CacheEntry]:
         with self._lock:
             return [e for e in self._cache.get(key, []) if e.expires > now]
+
+    def request_cancel(self, run_id: str, *, now: int) -> None:
+        with self._lock:
+            self._cancels.setdefault(run_id, now)
+
+    def cancel_requested(self, run_id: str, *, now: int) -> bool:
+        with self._lock:
+            return run_id in self._cancels

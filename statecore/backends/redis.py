@@ -100,6 +100,7 @@ from statecore.backends._redis_codec import decode_entries, decode_rows, meta_fr
 from statecore.backends._redis_keys import (
     INT64,
     cache_key,
+    cancel_key,
     index_key,
     index_member,
     run_keys,
@@ -122,7 +123,13 @@ from statecore.backends._redis_transport import (
     Transport,
 )
 from statecore.backends._redis_url import DEFAULTS, ParsedURL, describe, describe_cluster, parse_url
-from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
+from statecore.backends.base import (
+    LEGACY_CANCEL_PREFIX,
+    CacheEntry,
+    Lease,
+    RunMeta,
+    Store,
+)
 from statecore.errors import (
     ConcurrencyError,
     CorruptEvent,
@@ -610,7 +617,14 @@ class RedisStore(Store):
 
             def queue(pipe: Any, runs: list[str] = runs) -> None:
                 for run_id in runs:
-                    pipe.execute_command("EVALSHA", PRUNE.sha, 3, *self.keys_of(run_id), before)
+                    pipe.execute_command(
+                        "EVALSHA",
+                        PRUNE.sha,
+                        4,
+                        *self.keys_of(run_id),
+                        cancel_key(self.prefix, run_id),
+                        before,
+                    )
 
             outcomes = self._run("prune runs", partial(self._send, queue, PRUNE))
             pruned += outcomes.count(1)
@@ -691,6 +705,22 @@ class RedisStore(Store):
             if int(stamp) > now:
                 out.append(CacheEntry(key, payload, int(stamp)))
         return out
+
+    # -- cancellation ----------------------------------------------------------------------
+
+    def request_cancel(self, run_id: str, *, now: int) -> None:
+        self._run(
+            f"request the cancellation of run {run_id!r}",
+            partial(self._client.set, cancel_key(self.prefix, run_id), now, nx=True),
+        )
+
+    def cancel_requested(self, run_id: str, *, now: int) -> bool:
+        found = self._run(
+            f"read the cancellation request of run {run_id!r}",
+            partial(self._client.exists, cancel_key(self.prefix, run_id)),
+        )
+        # An older statecore kept the request as a cache entry; it still counts.
+        return bool(found) or bool(self.cache_get(LEGACY_CANCEL_PREFIX + run_id, now=now))
 
     # -- lifecycle -----------------------------------------------------------------------
 

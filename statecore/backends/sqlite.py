@@ -38,9 +38,17 @@ from pathlib import Path
 from typing import Any, Concatenate, Final, Literal, ParamSpec, Self, TypeVar, cast
 from urllib.parse import quote
 
-from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
+from statecore.backends.base import (
+    LEGACY_CANCEL_PREFIX,
+    LEGACY_CANCEL_TTL_NS,
+    CacheEntry,
+    Lease,
+    RunMeta,
+    Store,
+)
 from statecore.errors import (
     ConcurrencyError,
+    CorruptEvent,
     LeaseHeld,
     LeaseLost,
     StatecoreError,
@@ -51,6 +59,9 @@ from statecore.events import EventRow, StoredEvent, make_event
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 Synchronous = Literal["NORMAL", "FULL"]
+
+# The first key after every "statecore-cancel:..." key: the prefix with its ':' bumped.
+_LEGACY_CANCEL_END: Final = LEGACY_CANCEL_PREFIX[:-1] + chr(ord(LEGACY_CANCEL_PREFIX[-1]) + 1)
 
 # Each entry is one schema version: the statements that take a database from the
 # previous version to it. Entries are never edited once released, only appended.
@@ -102,10 +113,27 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             epoch  INTEGER NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # Cancellation requests get a table of their own. Older versions kept them as cache
+    # entries under "statecore-cancel:<run id>" that lived a day; the unexpired ones move
+    # here (``:now`` is the migrating process's clock) and the rest go.
+    (
+        """CREATE TABLE cancellations (
+            run_id    TEXT    NOT NULL PRIMARY KEY,
+            requested INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        f"""INSERT OR IGNORE INTO cancellations (run_id, requested)
+            SELECT substr(key, {len(LEGACY_CANCEL_PREFIX) + 1}),
+                   min(expires) - {LEGACY_CANCEL_TTL_NS}
+            FROM cache WHERE key >= '{LEGACY_CANCEL_PREFIX}' AND key < '{_LEGACY_CANCEL_END}'
+            AND expires > :now GROUP BY key""",
+        f"""DELETE FROM cache
+            WHERE key >= '{LEGACY_CANCEL_PREFIX}' AND key < '{_LEGACY_CANCEL_END}'""",
+    ),
 )
 
 #: The schema version this statecore writes.
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
+_CANCELLATIONS_SCHEMA: Final = 3
 
 _SYNCHRONOUS: Final = ("NORMAL", "FULL")
 _NS_PER_S: Final = 1e9
@@ -201,7 +229,7 @@ def _translated(
             # A value of a type SQLite cannot bind, or a connection closed by close().
             raise StatecoreError(f"SQLite store at {self.path} refused the call: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store at {self.path} is unavailable: {exc}") from exc
+            raise _fault(self, exc) from exc
         except UnicodeEncodeError as exc:
             raise StatecoreError(
                 f"SQLite store at {self.path} cannot store text that is not valid "
@@ -217,6 +245,34 @@ def _translated(
     return wrapper
 
 
+def _fault(store: SQLiteStore, exc: sqlite3.Error) -> StatecoreError:
+    """The statecore error for a failed SQLite call, naming what went wrong."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = -1 if code is None else code & 0xFF
+    where = f"SQLite store at {store.path}"
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return CorruptEvent(
+            f"{where} is damaged ({exc}): the file is not a sound database any more; "
+            "restore it from a backup (`sqlite3 FILE .recover` may save what is intact)"
+        )
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        what = (
+            f"locked by another connection for longer than its busy_timeout "
+            f"({store.busy_timeout:g} s)"
+        )
+    elif primary == sqlite3.SQLITE_FULL:
+        what = "full: the disk (or the database's max_page_count) has no room left"
+    elif primary == sqlite3.SQLITE_READONLY:
+        what = "read-only now (the file, its directory or their mount)"
+    elif primary == sqlite3.SQLITE_CANTOPEN:
+        what = "unavailable: the file (or its -wal/-shm files) cannot be opened"
+    elif primary == sqlite3.SQLITE_IOERR:
+        what = "unavailable: the operating system reported an I/O error"
+    else:
+        what = "unavailable"
+    return StoreUnavailable(f"{where} is {what} ({exc}); nothing of the failed call was committed")
+
+
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction that holds the write lock from its first statement."""
@@ -230,6 +286,11 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             with suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
         raise
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def _event_rows(
@@ -301,21 +362,43 @@ class SQLiteStore(Store):
         # Every thread's connection, with the fork count it was opened under.
         self._connections: weakref.WeakKeyDictionary[_Connection, int] = weakref.WeakKeyDictionary()
         self._generation = 0
-        self._create_file()
-        self._migrate()
+        #: True when the file or its directory cannot be written (a read-only mount,
+        #: ``chattr +i``, no permission): the store opens for reading and every write
+        #: raises :class:`~statecore.errors.StoreUnavailable` saying so.
+        self.read_only = False
+        # A read-only WAL database without its -shm file can only be opened immutable.
+        self._immutable = False
+        self._schema = SCHEMA_VERSION
+        self._identity = self._create_file()
+        self._open()
 
     # -- connections ---------------------------------------------------------------------
 
-    def _create_file(self) -> None:
+    def _create_file(self) -> tuple[int, int]:
+        """Create the file if it is missing; return its (device, inode)."""
+        try:
+            return _identity(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"SQLite store at {self.path}: cannot open the database file ({exc})"
+            ) from exc
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Create the file ourselves: sqlite3 would create it with the umask's mode
             # (often world-readable), and the WAL and shared-memory files copy its mode.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            return _identity(self.path)
         except OSError as exc:
             raise StoreUnavailable(
                 f"SQLite store at {self.path}: cannot create the database file ({exc})"
             ) from exc
+
+    def _writable(self) -> bool:
+        # access() answers for this process's user, and says no on a read-only mount or
+        # an immutable file even to root, which file modes do not stop.
+        return os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
 
     def _uri(self) -> str:
         return f"file:{quote(str(self.path))}"
@@ -334,8 +417,11 @@ class SQLiteStore(Store):
             _inherited.append(stale)
         # mode=rw: never let sqlite3 recreate a deleted file behind our back with the
         # umask's permissions; a missing file is an error.
+        mode = "mode=rw"
+        if self.read_only:
+            mode = "mode=ro&immutable=1" if self._immutable else "mode=ro"
         conn = sqlite3.connect(
-            f"{self._uri()}?mode=rw",
+            f"{self._uri()}?{mode}",
             uri=True,
             timeout=self.busy_timeout,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
@@ -354,25 +440,96 @@ class SQLiteStore(Store):
         return conn
 
     @_translated
-    def _migrate(self) -> None:
+    def _open(self) -> None:
+        """Check the schema with plain reads; write only to create or migrate it.
+
+        Opening an up-to-date WAL database takes no lock, so readers (``show``,
+        ``export``, ``verify``) never wait on a writer, and a read-only file opens.
+        """
+        self.read_only = not self._writable()
+        if self.read_only:
+            try:
+                version = self._version(self._connection())
+            except sqlite3.OperationalError as exc:
+                # A WAL database whose -shm file is gone (closed cleanly) and cannot be
+                # created: with nobody able to write here, reading it as immutable is
+                # safe. Not when a -wal file is left: its commits would be ignored.
+                if exc.sqlite_errorcode != sqlite3.SQLITE_CANTOPEN or os.path.exists(
+                    f"{self.path}-wal"
+                ):
+                    raise
+                self._immutable = True
+                self.close()
+                version = self._version(self._connection())
+            self._check_version(version)
+            self._schema = version
+            return
         conn = self._connection()
+        version = self._version(conn)
+        self._check_version(version)
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        if version == SCHEMA_VERSION and mode == "wal":
+            return
         self._enter_wal(conn)
         with _immediate(conn):
+            # Again under the write lock: another process may have migrated meanwhile.
             conn.execute(_SCHEMA_SQL)
-            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-            current = int(row[0])
-            if current > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"SQLite store at {self.path} has schema version {current}, newer than "
-                    f"this statecore's {SCHEMA_VERSION}; upgrade statecore"
-                )
+            current = self._version(conn)
+            self._check_version(current)
+            now = time.time_ns()
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[version - 1]:
-                    conn.execute(statement)
+                    conn.execute(statement, {"now": now} if ":now" in statement else ())
                 conn.execute(
                     "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
-                    (version, time.time_ns()),
+                    (version, now),
                 )
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> int:
+        """The schema version of the file; 0 for a file without statecore's tables."""
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if found is None:
+            return 0
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        return int(row[0])
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} has schema version {version}, newer than "
+                f"this statecore's {SCHEMA_VERSION}; upgrade statecore"
+            )
+        if self.read_only and version == 0:
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} is read-only and holds no statecore log"
+            )
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the file this store opened, refused when read-only."""
+        if self.read_only:
+            raise StoreUnavailable(
+                f"SQLite store at {self.path} is read-only (a read-only mount, an immutable "
+                "file or no write permission on it or its directory): it can be read, "
+                "not written"
+            )
+        with _immediate(conn):
+            # SQLite keeps writing to a file that was deleted or moved away while open,
+            # and those commits would be lost with it: refuse them, under the lock.
+            try:
+                moved = _identity(self.path) != self._identity
+            except FileNotFoundError:
+                moved = True
+            if moved:
+                raise StoreUnavailable(
+                    f"SQLite store at {self.path}: the database file was removed, moved or "
+                    "replaced while open (or its directory was); nothing more is written "
+                    "to it. Put it back and resume the run"
+                )
+            yield conn
 
     def _enter_wal(self, conn: sqlite3.Connection) -> None:
         """Switch a new file to WAL; processes opening it at once may race for that.
@@ -425,7 +582,7 @@ class SQLiteStore(Store):
     ) -> int:
         rows, misnumbered = _event_rows(run_id, events, expected_seq)
         conn = self._connection()
-        with _immediate(conn):
+        with self._write(conn):
             found = conn.execute(_HEAD, (run_id,)).fetchone()
             head = 0 if found is None else found[0]
             if head != expected_seq:
@@ -531,7 +688,7 @@ class SQLiteStore(Store):
     @_translated
     def prune(self, *, before: int) -> int:
         conn = self._connection()
-        with _immediate(conn):
+        with self._write(conn):
             conn.execute(f"DELETE FROM events WHERE run_id IN ({_FINISHED_BEFORE})", (before,))
             # The lease goes, so no lease issued so far matches the run's (now absent)
             # current epoch; its number stays behind for the next acquire_lease.
@@ -542,6 +699,9 @@ class SQLiteStore(Store):
                 (before,),
             )
             conn.execute(f"DELETE FROM leases WHERE run_id IN ({_FINISHED_BEFORE})", (before,))
+            conn.execute(
+                f"DELETE FROM cancellations WHERE run_id IN ({_FINISHED_BEFORE})", (before,)
+            )
             pruned = conn.execute(
                 "DELETE FROM runs WHERE ended IS NOT NULL AND ended < ?", (before,)
             ).rowcount
@@ -552,7 +712,7 @@ class SQLiteStore(Store):
     @_translated
     def acquire_lease(self, run_id: str, *, owner: str, ttl: float, now: int) -> Lease:
         conn = self._connection()
-        with _immediate(conn):
+        with self._write(conn):
             current = conn.execute(
                 "SELECT owner, epoch, expires FROM leases WHERE run_id = ?", (run_id,)
             ).fetchone()
@@ -578,7 +738,7 @@ class SQLiteStore(Store):
     @_translated
     def renew_lease(self, lease: Lease, *, ttl: float, now: int) -> Lease:
         conn = self._connection()
-        with _immediate(conn):
+        with self._write(conn):
             found = conn.execute(_EPOCH, (lease.run_id,)).fetchone()
             if found is None or found[0] != lease.epoch:
                 raise LeaseLost(f"run {lease.run_id!r}: lease epoch {lease.epoch} was taken over")
@@ -595,7 +755,7 @@ class SQLiteStore(Store):
     @_translated
     def release_lease(self, lease: Lease) -> None:
         conn = self._connection()
-        with _immediate(conn):
+        with self._write(conn):
             # Expire rather than delete: the epoch must survive so the next one is higher.
             conn.execute(
                 "UPDATE leases SET expires = 0 WHERE run_id = ? AND epoch = ?",
@@ -615,9 +775,12 @@ class SQLiteStore(Store):
 
     @_translated
     def cache_put(self, key: str, payload: bytes, *, expires: int) -> None:
-        self._connection().execute(
-            "INSERT INTO cache (key, payload, expires) VALUES (?, ?, ?)", (key, payload, expires)
-        )
+        conn = self._connection()
+        with self._write(conn):
+            conn.execute(
+                "INSERT INTO cache (key, payload, expires) VALUES (?, ?, ?)",
+                (key, payload, expires),
+            )
 
     @_translated
     def cache_get(self, key: str, *, now: int) -> list[CacheEntry]:
@@ -627,6 +790,28 @@ class SQLiteStore(Store):
             (key, now),
         )
         return list(starmap(CacheEntry, cursor))
+
+    # -- cancellation ----------------------------------------------------------------------
+
+    @_translated
+    def request_cancel(self, run_id: str, *, now: int) -> None:
+        conn = self._connection()
+        with self._write(conn):
+            conn.execute(
+                "INSERT OR IGNORE INTO cancellations (run_id, requested) VALUES (?, ?)",
+                (run_id, now),
+            )
+
+    @_translated
+    def cancel_requested(self, run_id: str, *, now: int) -> bool:
+        conn = self._connection()
+        if self._schema >= _CANCELLATIONS_SCHEMA:
+            found = conn.execute(
+                "SELECT 1 FROM cancellations WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            return found is not None
+        # A file of an older schema opened read-only: its requests are cache entries.
+        return bool(self.cache_get(LEGACY_CANCEL_PREFIX + run_id, now=now))
 
     # -- inspection ----------------------------------------------------------------------
 
