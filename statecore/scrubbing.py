@@ -27,7 +27,7 @@ from statecore.serialization import (
     _type_name,
 )
 
-__all__ = ["scrub", "scrub_text", "unscrub", "with_message"]
+__all__ = ["holds_secret_bytes", "scrub", "scrub_text", "unscrub", "with_message"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound=states.State)
@@ -109,6 +109,18 @@ def scrub_text(text: str, secrets: Mapping[str, str]) -> str:
     """
     rules = _rules(secrets)
     return text if rules is None else _Scrubber(rules).text(text)
+
+
+def holds_secret_bytes(data: bytes, secrets: Mapping[str, str]) -> bool:
+    """Whether ``data`` (an encoded payload) holds a secret's UTF-8 bytes: the check after
+    scrubbing, for what it cannot see into (pickled values, opaque extension bytes).
+
+    Example:
+        >>> holds_secret_bytes(b"\\x81\\xa1k\\xa7hunter2", {"PASSWORD": "hunter2"})
+        True
+    """
+    rules = _rules(secrets)
+    return rules is not None and rules.data.search(data) is not None
 
 
 def scrub(obj: T, secrets: Mapping[str, str]) -> T:

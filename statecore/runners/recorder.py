@@ -25,7 +25,8 @@ from statecore.fold import RunView
 from statecore.graph import Graph
 from statecore.runners.journal import Journal
 from statecore.runners.leases import now_ns
-from statecore.scrubbing import scrub, with_message
+from statecore.scrubbing import holds_secret_bytes, scrub, with_message
+from statecore.serialization import packb
 from statecore.states import Failed, Mapped, State
 
 __all__ = ["Recorder"]
@@ -132,17 +133,67 @@ class Recorder:
                 True,
                 dict(timing) if timing else None,
             )
+        dropped = False
+        if stored and self.known_secrets and holds_secret_bytes(payload, self.known_secrets):
+            payload, dropped = self._without_unscrubbable(
+                payload, key, index, old_name, new_name, attempt, message, result, extra
+            )
         event = self.journal.add_payload(KIND_STATE, payload, ts)
         view.apply_state(node_i, index, new, attempt, ts, event.seq)
         view.head = event.seq
         view.last_event = event
+        if dropped:
+            self.note(
+                "result-not-stored",
+                f"{_label(key, index)}: result not stored, it holds a secret in a form "
+                "scrubbing cannot reach (pickled); a resume runs the task again for it",
+                {"task": key, "index": index},
+            )
         if self.pending_logs:
             self.flush_logs()
         self.on_change(node_i, index, old, new)
         return new
 
+    def _without_unscrubbable(
+        self,
+        payload: bytes,
+        key: str,
+        index: int | None,
+        old_name: str,
+        new_name: str,
+        attempt: int,
+        message: Any,
+        result: Any,
+        extra: dict[str, Any] | None,
+    ) -> tuple[bytes, bool]:
+        """The payload without its result when the result's encoded bytes still hold a
+        secret after scrubbing (a pickled object is opaque to it). The event is written
+        as a ``checkpoint=False`` task's is: the state, no result."""
+        try:
+            leaks = holds_secret_bytes(packb(result), self.known_secrets)
+        except SerializationError:
+            leaks = True
+        if not leaks:
+            return payload, False  # the bytes match by chance outside the result
+        bare = encode_state_change(
+            key, index, old_name, new_name, attempt, message, None, False, extra
+        )
+        return bare, True
+
     def scrub(self, value: Any) -> Any:
         return scrub(value, self.known_secrets)
+
+    def holds_secret(self, value: Any) -> bool:
+        """Whether ``value`` holds a secret known to the run, seen by scrubbing or in its
+        encoded bytes (a pickled object); a value that cannot be encoded counts as one."""
+        if not self.known_secrets:
+            return False
+        if self.scrub(value) is not value:
+            return True
+        try:
+            return holds_secret_bytes(packb(value), self.known_secrets)
+        except SerializationError:
+            return True
 
     def task_handlers(self, node_i: int, old: State, new: State) -> State:
         task = self.graph.nodes[node_i].task
@@ -194,6 +245,8 @@ class Recorder:
         )
 
     def note(self, code: str, message: str, data: dict[str, Any] | None) -> None:
+        if self.known_secrets:  # notes quote task keys, messages and what bodies raised
+            message, data = self.scrub(message), self.scrub(data)
         self.view.apply(self.journal.add(Note(code, message, data), now_ns()))
 
     def flush_logs(self) -> None:
