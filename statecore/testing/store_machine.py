@@ -49,6 +49,8 @@ class _Reference:
     # The last epoch issued per run id. Prune drops the lease but not this, so epochs
     # never repeat for a run id and no lease from before a prune is current after it.
     epochs: dict[str, int] = field(default_factory=dict)
+    # Runs whose cancellation was requested; a prune of the run drops its request.
+    cancels: set[str] = field(default_factory=set)
 
     def append(
         self,
@@ -109,6 +111,7 @@ class _Reference:
             del self.meta[run_id]
             self.streams.pop(run_id, None)
             self.leases.pop(run_id, None)
+            self.cancels.discard(run_id)
         return len(doomed)
 
 
@@ -132,8 +135,8 @@ def store_state_machine(make_stores: Callable[[], list[Store]]) -> type[RuleBase
 
     Every step (an append at the head, or one with a stale ``expected_seq``, misnumbered
     events or a stale lease; a read; a lease acquisition, renewal or release; a cache
-    write and read; a prune; the clock moving on) is done on each store and on a plain
-    reference model; the results, or the types of the errors raised, must be the same
+    write and read; a cancellation request and its check; a prune; the clock moving on)
+    is done on each store and on a plain reference model; the results, or the types of the errors raised, must be the same
     everywhere. After every step each run's head, metadata and lease, and the run
     listing, must agree too.
 
@@ -343,6 +346,22 @@ def store_state_machine(make_stores: Callable[[], list[Store]]) -> type[RuleBase
                 f"cache_get({key!r}, now={now})",
                 lambda store: store.cache_get(key, now=now),
                 ("returned", live),
+            )
+
+        @rule(run_id=run_ids, ask=st.booleans())
+        def cancel(self, run_id: str, ask: bool) -> None:
+            now = self.now
+            if ask:
+                self.model.cancels.add(run_id)
+                self.agree(
+                    f"request_cancel({run_id!r}, now={now})",
+                    lambda store: store.request_cancel(run_id, now=now),
+                    ("returned", None),
+                )
+            self.agree(
+                f"cancel_requested({run_id!r}, now={now})",
+                lambda store: store.cancel_requested(run_id, now=now),
+                ("returned", run_id in self.model.cancels),
             )
 
         # back=-1 also prunes runs that ended at this very moment, so a run id is pruned

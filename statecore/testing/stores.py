@@ -11,7 +11,13 @@ A backend proves itself by subclassing :class:`StoreContractTests` in a pytest m
         def make_second_store(self) -> Store:
             return MyStore(...)              # optional: another handle on the same data
 
-and differentially, against the other stores, with
+:class:`StoreContractTests` is the composition of one mixin per capability of
+:class:`~statecore.backends.base.Store`: :class:`EventLogTests`, :class:`RunIndexTests`,
+:class:`LeaseTests`, :class:`ResultCacheTests` and :class:`CancellationTests`, each a
+:class:`StoreTestCase` whose ``make_store`` is abstract. A backend still being written
+can subclass the mixins of what it has so far (``class TestMyLog(EventLogTests)``).
+
+A backend is also checked differentially, against the other stores, with
 :func:`~statecore.testing.store_machine.store_state_machine`, which runs the same random
 appends, reads and lease moves on several stores and a reference model and checks after
 every step that they all agree. It lives in :mod:`statecore.testing.store_machine` and is
@@ -23,13 +29,14 @@ The suite needs nothing but the standard library; the state machine needs Hypoth
 
 from __future__ import annotations
 
+import abc
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
+from statecore.backends.base import LEGACY_CANCEL_PREFIX, CacheEntry, Lease, RunMeta, Store
 from statecore.errors import (
     ConcurrencyError,
     LeaseHeld,
@@ -45,7 +52,13 @@ __all__ = [
     "NOW",
     "ODD_RUN_IDS",
     "SECOND",
+    "CancellationTests",
+    "EventLogTests",
+    "LeaseTests",
+    "ResultCacheTests",
+    "RunIndexTests",
     "StoreContractTests",
+    "StoreTestCase",
     "sample_events",
     "store_state_machine",
 ]
@@ -154,20 +167,20 @@ def _race(stores: Sequence[Store], head: int) -> list[object]:
     return outcomes
 
 
-class StoreContractTests:
-    """The tests every :class:`~statecore.backends.base.Store` must pass.
+class StoreTestCase(abc.ABC):
+    """What every capability's tests share: the :meth:`make_store` hook and cleanup.
 
-    Subclass it in a class whose name starts with ``Test`` and implement
+    Subclass one or more of the capability mixins below (or :class:`StoreContractTests`,
+    all of them) in a class whose name starts with ``Test`` and implement
     :meth:`make_store`. Each test uses :attr:`store` (made on first use) and, for the
     tests of concurrent handles, :meth:`make_second_store`; all of them are closed
-    after the test.
+    after the test. A mixin's tests exercise its capability and use the others only to
+    set up (the run index's tests append events to have runs to list).
     """
 
-    # -- hooks ---------------------------------------------------------------------------
-
+    @abc.abstractmethod
     def make_store(self) -> Store:
         """Return a new, empty store. Called at most once per test."""
-        raise NotImplementedError(f"{type(self).__name__} must implement make_store()")
 
     def make_second_store(self) -> Store:
         """Return another handle on the data of :attr:`store`, as a second process would
@@ -177,8 +190,6 @@ class StoreContractTests:
         are shared by the threads of a process. Override it to test separate handles.
         """
         return self.store
-
-    # -- plumbing ------------------------------------------------------------------------
 
     @property
     def store(self) -> Store:
@@ -201,6 +212,9 @@ class StoreContractTests:
         opened: list[Store] = self.__dict__.setdefault("_contract_opened_stores", [])
         return opened
 
+    def _listed(self, **filters: Any) -> list[str]:
+        return [meta.run_id for meta in self.store.list_runs(**filters)]
+
     def teardown_method(self, method: object = None) -> None:
         """Close every store the test opened."""
         for store in reversed(self._contract_opened()):
@@ -208,7 +222,9 @@ class StoreContractTests:
         self.__dict__.pop("_contract_opened_stores", None)
         self.__dict__.pop("_contract_store", None)
 
-    # -- append and read -----------------------------------------------------------------
+
+class EventLogTests(StoreTestCase):
+    """:class:`~statecore.backends.base.EventLog`: atomic, numbered, gap-free appends."""
 
     def test_unknown_run_is_empty(self) -> None:
         assert self.store.head("nobody") == 0
@@ -321,7 +337,49 @@ class StoreContractTests:
             self.store.append("r1", sample_events("r1", 1, 1), expected_seq=0)
         assert isinstance(raised.value, ConcurrencyError)
 
-    # -- run metadata --------------------------------------------------------------------
+    def test_racing_appends_with_the_same_expected_seq_one_wins(self) -> None:
+        stores = (self.store, self.second_store())
+        stores[0].append("r1", sample_events("r1", 1, 1), expected_seq=0)
+        for round_ in range(20):
+            head = stores[0].head("r1")
+            outcomes = _race(stores, head)
+            assert sorted(map(str, outcomes)) == ["lost", "won"], (round_, outcomes)
+            winner = outcomes.index("won")
+            assert stores[1 - winner].read("r1", after=head) == sample_events(
+                "r1", head + 1, 2, tag=str(winner)
+            )
+        assert stores[0].head("r1") == 41
+
+    def test_threads_appending_with_retries_lose_nothing(self) -> None:
+        stores = (self.store, self.second_store())
+        writers, per_writer = 4, 25
+
+        def write(writer: int) -> None:
+            store = stores[writer % 2]
+            done = 0
+            while done < per_writer:
+                head = store.head("r1")
+                event = sample_events("r1", head + 1, 1, tag=f"{writer}/{done}")
+                try:
+                    store.append("r1", event, expected_seq=head)
+                except ConcurrencyError:
+                    continue
+                done += 1
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        events = self.store.read("r1")
+        assert [e.seq for e in events] == list(range(1, writers * per_writer + 1))
+        tags = sorted(e.payload.split(b"#")[2].split(b"\x00")[0] for e in events)
+        expected = sorted(f"{w}/{i}".encode() for w in range(writers) for i in range(per_writer))
+        assert tags == expected
+
+
+class RunIndexTests(StoreTestCase):
+    """:class:`~statecore.backends.base.RunIndex`: run metadata, listing and pruning."""
 
     def test_run_meta_is_written_with_the_events(self) -> None:
         meta = _meta("r1", flow="etl", parent_run="r0")
@@ -378,9 +436,6 @@ class StoreContractTests:
                 meta.run_id, sample_events(meta.run_id, 1, count), expected_seq=0, run_meta=meta
             )
 
-    def _listed(self, **filters: Any) -> list[str]:
-        return [meta.run_id for meta in self.store.list_runs(**filters)]
-
     def test_list_runs_newest_first_with_heads(self) -> None:
         self._four_runs()
         runs = self.store.list_runs()
@@ -405,8 +460,6 @@ class StoreContractTests:
         self.store.append("bare", sample_events("bare", 1, 1), expected_seq=0)
         assert self.store.list_runs() == []
 
-    # -- pruning -------------------------------------------------------------------------
-
     def test_prune_deletes_finished_runs_before_the_cutoff(self) -> None:
         self._four_runs()
         for run_id in ("r1", "r2"):
@@ -430,6 +483,10 @@ class StoreContractTests:
         )
         assert self.store.prune(before=NOW + 1) == 1
         assert self.store.append("r1", sample_events("r1", 1, 1), expected_seq=0) == 1
+
+
+class LeaseTests(StoreTestCase):
+    """:class:`~statecore.backends.base.Leases`: holders, expiry and fencing epochs."""
 
     def _leased_run_pruned(self, run_id: str, *, owner: str, now: int) -> Lease:
         """Lease ``run_id``, finish it (ended at ``now``) under that lease and prune it;
@@ -501,8 +558,6 @@ class StoreContractTests:
         assert self.store.get_lease("r1") == new
         assert self.store.read("r1") == events
         assert self.store.get_run("r1") == replace(_meta("r1"), head=1)
-
-    # -- leases --------------------------------------------------------------------------
 
     def test_acquire_gives_a_lease_and_increments_the_epoch(self) -> None:
         first = self.store.acquire_lease("r1", owner="a", ttl=10, now=NOW)
@@ -597,7 +652,9 @@ class StoreContractTests:
         assert second.read("r1") == sample_events("r1", 1, 2)
         assert second.head("r1") == 2
 
-    # -- cache ---------------------------------------------------------------------------
+
+class ResultCacheTests(StoreTestCase):
+    """:class:`~statecore.backends.base.ResultCache`: entries newest first, expiry."""
 
     def test_cache_newest_first_and_expiry(self) -> None:
         self.store.cache_put("k", b"old", expires=NOW + 10 * SECOND)
@@ -613,13 +670,59 @@ class StoreContractTests:
         assert self.store.cache_get("k", now=NOW + 20 * SECOND) == []
         assert self.store.cache_get("missing", now=NOW) == []
 
+
+class CancellationTests(StoreTestCase):
+    """:class:`~statecore.backends.base.Cancellations`: requests kept per run."""
+
     def test_cancel_requests(self) -> None:
         assert not self.store.cancel_requested("r1", now=NOW)
         self.store.request_cancel("r1", now=NOW)
         assert self.store.cancel_requested("r1", now=NOW + SECOND)
         assert not self.store.cancel_requested("r2", now=NOW + SECOND)
 
-    # -- odd input -----------------------------------------------------------------------
+    def test_asking_twice_is_asking_once_and_every_handle_sees_it(self) -> None:
+        second = self.second_store()
+        self.store.request_cancel("r1", now=NOW)
+        second.request_cancel("r1", now=NOW + SECOND)
+        assert second.cancel_requested("r1", now=NOW + 2 * SECOND)
+        assert self.store.cancel_requested("r1", now=NOW + 2 * SECOND)
+
+    def test_a_request_is_not_a_cache_entry_and_does_not_lapse(self) -> None:
+        self.store.request_cancel("r1", now=NOW)
+        # kept for the run, not in the result cache, and not for a day only
+        assert self.store.cache_get("r1", now=NOW) == []
+        assert self.store.cache_get(LEGACY_CANCEL_PREFIX + "r1", now=NOW) == []
+        assert self.store.cancel_requested("r1", now=NOW + 400 * 86_400 * SECOND)
+
+    def test_pruning_a_run_drops_its_request(self) -> None:
+        done = _meta("r1", state="Cancelled", ended=NOW)
+        self.store.append("r1", sample_events("r1", 1, 1), expected_seq=0, run_meta=done)
+        self.store.request_cancel("r1", now=NOW)
+        self.store.request_cancel("r2", now=NOW)
+        assert self.store.prune(before=NOW + 1) == 1
+        # a reused run id starts without the old run's request; other runs keep theirs
+        assert not self.store.cancel_requested("r1", now=NOW + 2)
+        assert self.store.cancel_requested("r2", now=NOW + 2)
+
+    def test_odd_run_ids_keep_their_requests_apart(self) -> None:
+        asked = []
+        for run_id in ODD_RUN_IDS:
+            try:
+                self.store.request_cancel(run_id, now=NOW)
+            except StatecoreError:
+                continue
+            asked.append(run_id)
+        assert asked, "a store must accept at least some of these run ids"
+        for run_id in asked:
+            assert self.store.cancel_requested(run_id, now=NOW), run_id
+        assert not self.store.cancel_requested("canary", now=NOW)
+
+
+class StoreContractTests(
+    EventLogTests, RunIndexTests, LeaseTests, ResultCacheTests, CancellationTests
+):
+    """The tests every :class:`~statecore.backends.base.Store` must pass: every
+    capability's, and those that need them all at once."""
 
     def test_odd_run_ids_work_or_are_refused_cleanly(self) -> None:
         canary = sample_events("canary", 1, 2)
@@ -645,50 +748,6 @@ class StoreContractTests:
             assert self.store.read(run_id) == sample_events(run_id, 1, 2), run_id
         assert self.store.read("canary") == canary
         assert sorted(m.run_id for m in self.store.list_runs()) == sorted(["canary", *accepted])
-
-    # -- concurrency ---------------------------------------------------------------------
-
-    def test_racing_appends_with_the_same_expected_seq_one_wins(self) -> None:
-        stores = (self.store, self.second_store())
-        stores[0].append("r1", sample_events("r1", 1, 1), expected_seq=0)
-        for round_ in range(20):
-            head = stores[0].head("r1")
-            outcomes = _race(stores, head)
-            assert sorted(map(str, outcomes)) == ["lost", "won"], (round_, outcomes)
-            winner = outcomes.index("won")
-            assert stores[1 - winner].read("r1", after=head) == sample_events(
-                "r1", head + 1, 2, tag=str(winner)
-            )
-        assert stores[0].head("r1") == 41
-
-    def test_threads_appending_with_retries_lose_nothing(self) -> None:
-        stores = (self.store, self.second_store())
-        writers, per_writer = 4, 25
-
-        def write(writer: int) -> None:
-            store = stores[writer % 2]
-            done = 0
-            while done < per_writer:
-                head = store.head("r1")
-                event = sample_events("r1", head + 1, 1, tag=f"{writer}/{done}")
-                try:
-                    store.append("r1", event, expected_seq=head)
-                except ConcurrencyError:
-                    continue
-                done += 1
-
-        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        events = self.store.read("r1")
-        assert [e.seq for e in events] == list(range(1, writers * per_writer + 1))
-        tags = sorted(e.payload.split(b"#")[2].split(b"\x00")[0] for e in events)
-        expected = sorted(f"{w}/{i}".encode() for w in range(writers) for i in range(per_writer))
-        assert tags == expected
-
-    # -- lifecycle -----------------------------------------------------------------------
 
     def test_usable_as_a_context_manager(self) -> None:
         with self.store as store:
