@@ -136,9 +136,9 @@ def store_state_machine(make_stores: Callable[[], list[Store]]) -> type[RuleBase
     Every step (an append at the head, or one with a stale ``expected_seq``, misnumbered
     events or a stale lease; a read; a lease acquisition, renewal or release; a cache
     write and read; a cancellation request and its check; a prune; the clock moving on)
-    is done on each store and on a plain reference model; the results, or the types of the errors raised, must be the same
-    everywhere. After every step each run's head, metadata and lease, and the run
-    listing, must agree too.
+    is done on each store and on a plain reference model; the results, or the types of
+    the errors raised, must be the same everywhere. After every step each run's head,
+    metadata and lease, and the run listing, must agree too.
 
     Args:
         make_stores: returns new, empty stores; called once per generated example. The
