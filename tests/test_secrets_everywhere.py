@@ -476,7 +476,7 @@ def test_a_pickled_result_holding_a_secret_is_not_cached(
     tmp_path: Path, pickle_box: None, canaries: Canaries
 ) -> None:
     with Flow("pickled-cache") as flow:
-        Secret("CANARY_ENV")  # makes the value known to the run
+        flow.add_task(Secret("CANARY_ENV"))  # makes the value known to the run
         boxed_cached()
     store = SQLiteStore(tmp_path / "runs.db")
     try:
@@ -484,3 +484,80 @@ def test_a_pickled_result_holding_a_secret_is_not_cached(
     finally:
         store.close()
     assert_absent(canaries.scan(scan_dir, tmp_path))
+
+
+# -- the flow's own state, and the command line's run ----------------------------------------
+
+
+def test_a_flow_state_handler_message_is_scrubbed(tmp_path: Path, canaries: Canaries) -> None:
+    from statecore.states import Failed
+
+    def handler(flow: Flow, old: State, new: State) -> State:
+        if new.is_failed():
+            return Failed(f"flow failed near {canaries.env}")
+        return new
+
+    with Flow("flow-handler", state_handlers=[handler]) as flow:
+        flow.add_task(Secret("CANARY_ENV"))  # makes the value known to the run
+        fail_plain(Secret("CANARY"))
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        state = flow.run(store=store, secrets={"CANARY": canaries.given})
+        assert state.is_failed()
+        view = replay(store, state.run_id)
+    finally:
+        store.close()
+    assert view.flow_state.message == "flow failed near <secret:CANARY_ENV>"
+    assert_absent(
+        canaries.scan(scan_dir, tmp_path),
+        canaries.scan(scan_texts, {"repr(flow state)": repr(state), "str": str(state)}),
+    )
+
+
+CLI_FLOW = """
+from statecore import Flow, Parameter, Secret, context, task
+
+
+@task
+def use(tok, p):
+    context["logger"].info("token %s, parameter %s", tok, p)
+    raise ValueError(f"refused {tok}")
+
+
+with Flow("cli-canary") as flow:
+    use(Secret("CANARY_ENV"), Parameter("p", default="x"))
+"""
+
+
+def test_the_command_line_run_prints_and_stores_no_secret(
+    tmp_path: Path, canaries: Canaries
+) -> None:
+    """``statecore run`` with the secret from the environment and a parameter equal to
+    it, then every command that reads the run."""
+    flow_file = tmp_path / "cli_canary.py"
+    flow_file.write_text(CLI_FLOW)
+    db = tmp_path / "db" / "runs.db"
+    db.parent.mkdir()
+    url = f"sqlite:///{db}"
+    runner = CliRunner()
+    texts: dict[str, str] = {}
+
+    def invoke(name: str, *args: str) -> None:
+        result = runner.invoke(cli, [*args, "--store", url], catch_exceptions=False)
+        assert result.exit_code in (0, 1), (name, result.output)
+        texts[name] = result.output
+
+    ref = f"{flow_file}:flow"
+    invoke("run", "run", ref, "-p", f"p={canaries.env}", "--run-id", "r1")
+    invoke("resume", "resume", "r1", "--flow", ref)
+    invoke("runs", "runs")
+    invoke("show", "show", "r1", "--children")
+    invoke("logs", "logs", "r1")
+    invoke("export", "export", "r1")
+    invoke("verify", "verify", "r1")
+    invoke("graph", "graph", ref, "--run", "r1")
+    assert "<secret:CANARY_ENV>" in texts["export"]
+    assert_absent(
+        canaries.scan(scan_texts, texts),
+        canaries.scan(scan_dir, db.parent),
+    )

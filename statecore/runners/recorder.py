@@ -225,6 +225,10 @@ class Recorder:
             except Exception as exc:
                 new = Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
         machine.check_flow(view.run_id, old.name, new.name)
+        if self.known_secrets:  # a flow state handler's or on_failure's message
+            message = self.scrub(new.message)
+            if message is not new.message:
+                new = with_message(new, message)
         event = self.journal.add(
             StateChanged(None, None, old.name, new.name, 0, new.message, None, True, None), ts
         )
