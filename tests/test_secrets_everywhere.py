@@ -561,3 +561,43 @@ def test_the_command_line_run_prints_and_stores_no_secret(
         canaries.scan(scan_texts, texts),
         canaries.scan(scan_dir, db.parent),
     )
+
+
+# -- secrets that are not one string ---------------------------------------------------------
+
+
+@task
+def connect(creds: dict[str, Any], raw: bytes) -> str:
+    context["logger"].info("connecting as %s with %s", creds["user"], creds["password"])
+    raise ConnectionError(f"refused {creds['password']} / {raw.decode()} / {creds['keys'][1]}")
+
+
+def test_json_and_bytes_secrets_are_scrubbed_leaf_by_leaf(
+    tmp_path: Path, canaries: Canaries
+) -> None:
+    """A secret given as a dict (a JSON credential), a list inside it, or bytes: every
+    text leaf is scrubbed, named after its place (``<secret:DB.password>``)."""
+    third = new_canary("cnrylist")
+    with Flow("json-secret") as flow:
+        connect(Secret("DB"), Secret("RAW"))
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        state = flow.run(
+            store=store,
+            secrets={
+                "DB": {"user": "svc", "password": canaries.given, "keys": ["k0", third]},
+                "RAW": canaries.env.encode(),
+            },
+        )
+        assert state.is_failed()
+        view = replay(store, state.run_id)
+    finally:
+        store.close()
+    message = view.task_states["connect"].message
+    assert "<secret:DB.password>" in message and "<secret:RAW>" in message, message
+    assert "<secret:DB.keys[1]>" in message
+    assert_absent(
+        canaries.scan(scan_dir, tmp_path),
+        scan_dir(third, tmp_path),
+        canaries.scan(scan_texts, {"repr(state)": repr(state.result)}),
+    )

@@ -68,8 +68,7 @@ class Bodies:
                 value = os.environ.get(name)
         if value is None:
             raise signals.FAIL(f'Secret "{name}" was not found')
-        if isinstance(value, str) and value:
-            self.known_secrets[name] = value
+        self.known_secrets.update(_secret_texts(name, value))
         return value
 
     def learn_secrets(self) -> None:
@@ -123,3 +122,32 @@ class Bodies:
         context = self.context(rt)
         context["logger"] = self.logger
         return run_body(node.task, rt.inputs, context, node.timeout, self.resolve_secret)
+
+
+def _secret_texts(name: str, value: Any, depth: int = 0) -> dict[str, str]:
+    """The texts to scrub for one secret's value, by the name each is shown as.
+
+    A string is itself; bytes are their UTF-8 text (a secret handed in as bytes is
+    usually printed decoded); a dict, list or tuple (a JSON secret: credentials with a
+    user and a password) gives each of its leaves, named ``NAME.key`` / ``NAME[i]``. Other
+    values (numbers, objects) have no text the scrubber could match reliably; see the
+    README's limits.
+    """
+    if isinstance(value, str):
+        return {name: value} if value else {}
+    if isinstance(value, bytes | bytearray):
+        try:
+            text = bytes(value).decode()
+        except UnicodeDecodeError:
+            return {}  # binary: it can only leak through a transformation (base64, hex)
+        return {name: text} if text else {}
+    if depth >= 8:  # a secret is a few levels deep at most; a cycle ends here
+        return {}
+    found: dict[str, str] = {}
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found.update(_secret_texts(f"{name}.{key}", item, depth + 1))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found.update(_secret_texts(f"{name}[{i}]", item, depth + 1))
+    return found
