@@ -26,6 +26,7 @@ Key layout
                                   [parent_run] head epoch indexed; after a prune
                                   only retired_epoch (the id's last lease epoch)
         {prefix}:{<tag>}:lease    hash: owner epoch expires
+        {prefix}:{<tag>}:cancel   string: when the run's cancellation was requested (ns)
         {prefix}:cache:{<tag>}    list of ``b"<expires>:<payload>"``, newest first
         {prefix}:runs             sorted set, the global run index (no tag: it spans runs);
                                   all scores 0, members ``<started as 16 hex>:<run_id>``
@@ -36,7 +37,9 @@ Key layout
     unicode, long ids, the empty id) becomes ``=`` followed by the unpadded base64url of
     its UTF-8. Readable ids never contain ``=``, so the mapping is one-to-one and no run
     id can break out of its hash tag or name another run's keys. The original id is kept
-    in the meta hash. Cache keys are encoded the same way. The prefix (default
+    in the meta hash. Cache keys are encoded the same way. (Older versions kept a
+    cancellation request as the cache entry ``statecore-cancel:<run id>``; it is still
+    honoured until it expires.) The prefix (default
     ``statecore``) lets several applications share one Redis; it may not contain braces.
 
 Appends
@@ -446,6 +449,8 @@ class RedisStore(Store):
             return replies
 
         (code, found, *index), *waits = self._run(f"append to run {run_id!r}", send)
+        if int(code) == 1 and int(found) == 0 and expected_seq > 0 and lease is not None:
+            self._check_not_vanished(run_id, f"expected head {expected_seq}, found nothing")
         if int(code) == 1:
             raise ConcurrencyError(
                 f"run {run_id!r}: expected head {expected_seq}, found {int(found)}"
@@ -663,6 +668,7 @@ class RedisStore(Store):
             expires,
         )
         if not renewed:
+            self._check_not_vanished(lease.run_id, f"lease epoch {lease.epoch}, found none")
             raise LeaseLost(f"run {lease.run_id!r}: lease epoch {lease.epoch} was taken over")
         return Lease(lease.run_id, lease.owner, lease.epoch, expires)
 
@@ -673,6 +679,26 @@ class RedisStore(Store):
             self.keys_of(lease.run_id)[2:],
             lease.epoch,
         )
+
+    def _check_not_vanished(self, run_id: str, what: str) -> None:
+        """Raise CorruptEvent if the run's data is gone from the server.
+
+        Called when a lease holder finds its run empty. Acquiring a lease writes the
+        run's meta hash and only a prune deletes it, leaving the id's last epoch behind;
+        so a leased run without a meta hash lost its data outside statecore: a server
+        restarted without persistence, a flush, an eviction, a failover to a stale
+        replica.
+        """
+        exists = self._run(
+            f"check run {run_id!r}", partial(self._client.exists, self.keys_of(run_id)[1])
+        )
+        if not exists:
+            raise CorruptEvent(
+                f"run {run_id!r}: its log vanished from the server {self._where} ({what}): "
+                "the server lost its data (restarted without persistence, flushed, "
+                "evicted keys or failed over to a replica that lacked them); the run "
+                "cannot go on from this log"
+            )
 
     def get_lease(self, run_id: str) -> Lease | None:
         owner, epoch, expires = self._run(

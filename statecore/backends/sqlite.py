@@ -262,8 +262,14 @@ def _fault(store: SQLiteStore, exc: sqlite3.Error) -> StatecoreError:
         )
     elif primary == sqlite3.SQLITE_FULL:
         what = "full: the disk (or the database's max_page_count) has no room left"
-    elif primary == sqlite3.SQLITE_READONLY:
-        what = "read-only now (the file, its directory or their mount)"
+    elif primary == sqlite3.SQLITE_READONLY or (
+        primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN) and not store._writable()
+    ):
+        # A write refused by the OS reaches SQLite as an I/O error; access() says why.
+        what = (
+            "read-only now (the file, its -wal/-shm files or directory were made "
+            "immutable, read-only or lost their write permission)"
+        )
     elif primary == sqlite3.SQLITE_CANTOPEN:
         what = "unavailable: the file (or its -wal/-shm files) cannot be opened"
     elif primary == sqlite3.SQLITE_IOERR:
