@@ -9,7 +9,8 @@ were entered and which finished, by which process, whatever happens to it afterw
     <task key> <map index or -> <attempt> <pid> start|end <time ns> [L<loop iteration>]
 
 ``STATECORE_TORTURE_PAUSE`` (seconds, default 0.002) is how long each body sleeps between
-its two lines, so that kills land inside bodies as well as between them.
+its two lines, so that kills land inside bodies as well as between them;
+``STATECORE_TORTURE_HOLD`` names a file each body then waits for.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from statecore.cache_validators import all_inputs
 
 SIDE_ENV = "STATECORE_TORTURE_SIDE"
 PAUSE_ENV = "STATECORE_TORTURE_PAUSE"
+#: a file that bodies wait for before they end (keeps a driver busy as long as needed)
+HOLD_ENV = "STATECORE_TORTURE_HOLD"
 
 CHAIN = 8
 WIDTH = 12
@@ -86,6 +89,9 @@ def body(extra: str = "") -> None:
     seconds = float(os.environ.get(PAUSE_ENV, "0.002"))
     if seconds > 0:
         time.sleep(seconds)
+    hold = os.environ.get(HOLD_ENV)
+    while hold and not os.path.exists(hold):
+        time.sleep(0.005)
     _write("end", extra)
 
 

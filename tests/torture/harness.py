@@ -263,11 +263,14 @@ def subprocess_env(side: Path) -> dict[str, str]:
     return env
 
 
-def spawn_drive(url: str, run_id: str, side: Path, *extra: str) -> subprocess.Popen[bytes]:
+def spawn_drive(
+    url: str, run_id: str, side: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m tests.torture.drive`` on ``run_id``, its bodies writing to ``side``."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.torture.drive", "--store", url, "--run-id", run_id, *extra],
         cwd=REPO,
-        env=subprocess_env(side),
+        env=subprocess_env(side) | (env or {}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
