@@ -24,7 +24,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,8 +35,8 @@ from click.testing import CliRunner
 from statecore.backends import SQLiteStore, Store
 from statecore.backends.sqlite import SCHEMA_VERSION
 from statecore.cli.main import cli
-from statecore.errors import CorruptEvent, StoreUnavailable
-from statecore.runners import LocalRunner, replay
+from statecore.errors import CorruptEvent, RunNotFound, StoreUnavailable
+from statecore.runners import LocalRunner, replay, resume
 from statecore.testing.stores import sample_events
 
 from . import test_store_down as down
@@ -450,6 +449,9 @@ def test_redis_without_persistence_restarted_mid_run_says_the_log_vanished(
         assert isinstance(error, CorruptEvent), repr(error)
         assert "vanished from the server" in str(error)
         assert f"127.0.0.1:{volatile_redis.port}" in str(error)
+        # Nothing is left to resume from: resume says so rather than starting over.
+        with pytest.raises(RunNotFound):
+            resume("volatile", down.outage_flow, store=store, runner=LocalRunner(**RUNNER))
     finally:
         store.close()
 
@@ -487,28 +489,48 @@ def test_client_kill_of_the_store_s_connections_mid_run_is_survived(
 def test_debug_sleep_beyond_the_timeout_fails_clearly_then_resumes(
     private_redis: PrivateRedis,
 ) -> None:
-    import redis
-
     from statecore.backends.redis import RedisStore
 
     url = f"{private_redis.url}?socket_timeout=0.3"
     store = RedisStore(url, retries=1, backoff=0.01)
-    admin = redis.Redis(port=private_redis.port)
-    sleeper = threading.Thread(target=lambda: admin.execute_command("DEBUG", "SLEEP", "3"))
+    # 6 s: far beyond the store's 2 x 0.3 s, so the driver gives up even on a busy machine.
+    # redis-cli in a process of its own, so nothing in this process shares its socket.
+    cli_path = shutil.which("redis-cli") or "redis-cli"
+    sleeper: list[subprocess.Popen[bytes]] = []
 
     def sleep() -> None:
-        sleeper.start()
-        time.sleep(0.1)  # let the server start sleeping before the child finishes
+        sleeper.append(
+            subprocess.Popen(
+                [cli_path, "-p", str(private_redis.port), "DEBUG", "SLEEP", "6"],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+        wait_until(lambda: _server_busy(private_redis.port), "the server to fall asleep")
 
     def wake() -> None:
-        sleeper.join(30)
+        assert sleeper[0].wait(60) == 0
 
     try:
         error = outage_then_resume(store, "asleep", sleep, wake, may_land_late=True)
     finally:
-        if sleeper.is_alive():
-            sleeper.join(30)
-        admin.close()
+        for proc in sleeper:
+            proc.wait(60)
         store.close()
     assert "unavailable" in str(error)
     assert "Timeout" in str(error)
+
+
+def _server_busy(port: int) -> bool:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # no retries: redis-py's default ones would wait the sleep out
+    client = redis.Redis(port=port, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    try:
+        client.ping()
+        return False
+    except redis.TimeoutError:
+        return True
+    finally:
+        client.close()
