@@ -17,6 +17,7 @@ from statecore import signals
 from statecore.decide import RunTask
 from statecore.fold import RunView
 from statecore.graph import Graph
+from statecore.runners.encryption import check_inputs
 from statecore.runners.execution import Attempt, Outcome, RunLogger, run_body
 from statecore.scrubbing import unscrub
 
@@ -111,13 +112,31 @@ class Bodies:
             ctx["task_loop_result"] = rt.loop_result
         return ctx
 
+    def _check(self, rt: RunTask) -> None:
+        """A body never gets a value the log holds encrypted and this process could not
+        decrypt (resumed without ``STATECORE_ENCRYPTION_KEY``, or with another key)."""
+        if rt.inputs or rt.loop_result is not None:
+            node = self.graph.nodes[rt.node]
+            label = node.key if rt.index is None else f"{node.key}[{rt.index}]"
+            check_inputs(label, {**rt.inputs, "task_loop_result": rt.loop_result})
+
     def attempt(self, rt: RunTask) -> Attempt:
-        """One attempt, packed for an executor."""
+        """One attempt, packed for an executor.
+
+        Raises:
+            EncryptionError: an input is encrypted and cannot be decrypted here.
+        """
+        self._check(rt)
         node = self.graph.nodes[rt.node]
         return Attempt(node.task, rt.inputs, self.context(rt), node.timeout)
 
     def execute(self, rt: RunTask) -> Outcome:
-        """Run one attempt's body here, in the driver's thread."""
+        """Run one attempt's body here, in the driver's thread.
+
+        Raises:
+            EncryptionError: an input is encrypted and cannot be decrypted here.
+        """
+        self._check(rt)
         node = self.graph.nodes[rt.node]
         context = self.context(rt)
         context["logger"] = self.logger

@@ -23,6 +23,7 @@ from statecore.errors import SerializationError
 from statecore.events import KIND_STATE, LogRecord, Note, StateChanged, encode_state_change
 from statecore.fold import RunView
 from statecore.graph import Graph
+from statecore.runners import encryption
 from statecore.runners.journal import Journal
 from statecore.runners.leases import now_ns
 from statecore.scrubbing import holds_secret_bytes, scrub, with_message
@@ -67,6 +68,8 @@ class Recorder:
         self.known_secrets = known_secrets
         self.pending_logs = pending_logs
         self.on_change = on_change
+        #: STATECORE_ENCRYPTION_KEY, read once: results are sealed with it when set
+        self.key = encryption.current_key()
 
     def task(
         self,
@@ -112,6 +115,8 @@ class Recorder:
                 # what the log tells; its result stays the run's own (real) value
                 new = with_message(new, message)
         try:
+            if self.key is not None and stored:
+                result, extra = self._seal(key, index, attempt, new_name, result, extra)
             payload = encode_state_change(
                 key, index, old_name, new_name, attempt, message, result, stored, extra
             )
@@ -153,6 +158,26 @@ class Recorder:
             self.flush_logs()
         self.on_change(node_i, index, old, new)
         return new
+
+    def _seal(
+        self,
+        key: str,
+        index: int | None,
+        attempt: int,
+        state: str,
+        result: Any,
+        extra: dict[str, Any] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """The result (and a Cached state's inputs, upstream results) sealed for the
+        place they are written to; None is left as it is (it tells nothing)."""
+        assert self.key is not None
+        origin = (self.view.run_id, key, index, attempt, state)
+        if result is not None:
+            result = encryption.seal(result, self.key, origin)
+        if extra and extra.get("cached_inputs"):
+            sealed = encryption.seal(extra["cached_inputs"], self.key, (*origin, "cached_inputs"))
+            extra = {**extra, "cached_inputs": sealed}
+        return result, extra
 
     def _without_unscrubbable(
         self,
