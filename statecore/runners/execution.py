@@ -33,6 +33,9 @@ __all__ = [
     "Interrupt",
     "Outcome",
     "RunLogger",
+    "RunOptions",
+    "Runner",
+    "options_of",
     "ThreadExecutor",
     "drain",
     "run_attempt",
@@ -211,6 +214,66 @@ class Executor(Protocol):
 
     def shutdown(self) -> None:
         """Stop; do not wait for running attempts."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How a runner drives a run, whatever executes its bodies.
+
+    Attributes:
+        single_pass: visit each task once, like one pass of Prefect's FlowRunner: retries
+            are left Retrying for a later ``resume``.
+        group_events: group-commit window, in events.
+        group_delay: group-commit window, in seconds.
+        lease_ttl: seconds a lease lives without renewal.
+        lease_renew: seconds between renewals.
+        inline_when_alone: run a lone ready task in the driver's thread instead of on the
+            executor (no hand-off); a runner whose bodies must not run in the driver's
+            process says False.
+    """
+
+    single_pass: bool = False
+    group_events: int = 512
+    group_delay: float = 0.02
+    lease_ttl: float = 15.0
+    lease_renew: float = 5.0
+    inline_when_alone: bool = True
+
+    def __post_init__(self) -> None:
+        if self.group_events < 1:
+            raise ValueError("group_events must be at least 1")
+        if self.group_delay < 0:
+            raise ValueError("group_delay must not be negative")
+        if self.lease_ttl <= 0 or self.lease_renew <= 0:
+            raise ValueError("lease_ttl and lease_renew must be positive")
+
+
+class Runner(Protocol):
+    """What the driver needs of a runner (``LocalRunner``, ``DaskRunner``, your own): its
+    options, and a factory for the executor that runs one run's task bodies."""
+
+    @property
+    def options(self) -> RunOptions:
+        """How the run is driven."""
+
+    def make_executor(self, logger: RunLogger, resolve_secret: Callable[[str], Any]) -> Executor:
+        """The executor for one run's task bodies (shut down when the run's call ends)."""
+
+
+def options_of(runner: Runner) -> RunOptions:
+    """A runner's options; a runner from before :class:`RunOptions` (plain attributes of
+    the same names) is read the old way."""
+    options = getattr(runner, "options", None)
+    if isinstance(options, RunOptions):
+        return options
+    return RunOptions(
+        single_pass=bool(getattr(runner, "single_pass", False)),
+        group_events=int(getattr(runner, "group_events", 512)),
+        group_delay=float(getattr(runner, "group_delay", 0.02)),
+        lease_ttl=float(getattr(runner, "lease_ttl", 15.0)),
+        lease_renew=float(getattr(runner, "lease_renew", 5.0)),
+        inline_when_alone=bool(getattr(runner, "inline_when_alone", True)),
+    )
 
 
 class ThreadExecutor:

@@ -30,7 +30,7 @@ from statecore.fold import RunView, fold_rows
 from statecore.graph import Graph
 from statecore.plans import describe_changes, plan_rerun
 from statecore.runners.driver import Driver, returned_state
-from statecore.runners.execution import Executor, RunLogger, ThreadExecutor
+from statecore.runners.execution import Executor, RunLogger, Runner, RunOptions, ThreadExecutor
 from statecore.runners.leases import now_ns
 from statecore.scrubbing import scrub
 from statecore.states import State
@@ -75,14 +75,37 @@ class LocalRunner:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self.max_workers = max_workers
-        self.single_pass = single_pass
-        self.group_events = group_events
-        self.group_delay = group_delay
-        self.lease_ttl = lease_ttl
-        self.lease_renew = lease_renew
+        # a lone ready task runs in the driver's thread (no pool round trip); with one
+        # worker every task does
+        self.options = RunOptions(
+            single_pass=single_pass,
+            group_events=group_events,
+            group_delay=group_delay,
+            lease_ttl=lease_ttl,
+            lease_renew=lease_renew,
+            inline_when_alone=True,
+        )
 
-    #: a lone ready task runs in the driver's thread (no pool round trip)
-    inline_when_alone = True
+    # the constructor's arguments stay readable under their own names
+    @property
+    def single_pass(self) -> bool:
+        return self.options.single_pass
+
+    @property
+    def group_events(self) -> int:
+        return self.options.group_events
+
+    @property
+    def group_delay(self) -> float:
+        return self.options.group_delay
+
+    @property
+    def lease_ttl(self) -> float:
+        return self.options.lease_ttl
+
+    @property
+    def lease_renew(self) -> float:
+        return self.options.lease_renew
 
     def make_executor(self, logger: RunLogger, resolve_secret: Callable[[str], Any]) -> Executor:
         """A thread pool of ``max_workers`` threads."""
@@ -222,7 +245,7 @@ def run_flow(
     run_id: str | None = None,
     task_states: Mapping[Any, State] | None = None,
     secrets: Mapping[str, str] | None = None,
-    runner: LocalRunner | None = None,
+    runner: Runner | None = None,
     parent_run: str | None = None,
     reuse: Mapping[int, State] | None = None,
     scheduled_start_time: int | None = None,
@@ -287,7 +310,7 @@ def resume(
     store: Store | str | None = None,
     approve: Iterable[Any] = (),
     secrets: Mapping[str, str] | None = None,
-    runner: LocalRunner | None = None,
+    runner: Runner | None = None,
     allow_changed: bool = False,
 ) -> State:
     """Finish an interrupted or paused run.
@@ -329,7 +352,7 @@ def rerun(
     store: Store | str | None = None,
     new_run_id: str | None = None,
     secrets: Mapping[str, str] | None = None,
-    runner: LocalRunner | None = None,
+    runner: Runner | None = None,
     allow_changed: bool = False,
 ) -> State:
     """Start a new run of ``flow`` that reruns ``from_task`` and its downstream tasks.

@@ -35,7 +35,8 @@ from pendulum import DateTime
 from statecore.backends.base import Store
 from statecore.errors import ConcurrencyError, LeaseHeld
 from statecore.flow import Flow
-from statecore.runners.local import LocalRunner, resume, run_flow
+from statecore.runners.execution import Runner
+from statecore.runners.local import resume, run_flow
 from statecore.schedules import ClockEvent, Schedule
 from statecore.schedules.clocks import as_datetime, utc_now
 from statecore.states import State
@@ -115,7 +116,7 @@ def run_on_schedule(
     *,
     parameters: Mapping[str, Any] | None = None,
     store: Store | str | None = None,
-    runner: LocalRunner | None = None,
+    runner: Runner | None = None,
     secrets: Mapping[str, str] | None = None,
     catch_up: bool = False,
     max_runs: int | None = None,
@@ -231,7 +232,7 @@ class _Plan:
         schedule: Schedule,
         store: Store,
         parameters: Mapping[str, Any] | None,
-        runner: LocalRunner | None,
+        runner: Runner | None,
         secrets: Mapping[str, str] | None,
         on_run: Callable[[ScheduledRun], None] | None,
     ) -> None:
