@@ -110,11 +110,7 @@ class Driver:
         )
         self.bodies = Bodies(graph, view, secrets, self.known_secrets, self.logger)
         self.unstored = Unstored(graph, view, self.bodies, self.record)
-        self.cache = ResultCache(
-            store,
-            graph,
-            lambda value: bool(self.known_secrets) and self.record.scrub(value) is not value,
-        )
+        self.cache = ResultCache(store, graph, self.record.holds_secret)
         self.logging = RunLogging(graph.flow_name, self.record.scrub)
         #: entities that ran in this call (a single pass runs each at most once)
         self.attempted: set[tuple[int, int | None]] = set()

@@ -9,10 +9,12 @@ order, so the mapped children of one run never reuse each other's results.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from statecore.backends.base import Store
 from statecore.errors import SerializationError
 from statecore.graph import Graph
+from statecore.runners.encryption import current_key, find_encrypted, seal
 from statecore.serialization import packb, unpackb
 from statecore.states import Cached
 
@@ -53,6 +55,8 @@ class ResultCache:
                     message, result, inputs, params, expires = unpackb(entry.payload)
                 except Exception:
                     continue  # an entry this statecore cannot read is no candidate
+                if find_encrypted([result, inputs, params]) is not None:
+                    continue  # sealed with a key this process does not have
                 found.append(Cached(message, result, inputs, params, expires))
             found.reverse()
             self.candidates[node.index] = found
@@ -64,15 +68,20 @@ class ResultCache:
     def write(self) -> list[str]:
         """Write this run's new entries; return the keys of tasks left out for a secret."""
         skipped: list[str] = []
+        # with STATECORE_ENCRYPTION_KEY set the cache holds no result in clear either
+        key = current_key() if self._fresh else None
         for node, _, state in sorted(self._fresh, key=lambda item: item[:2]):
             spec = self.graph.nodes[node]
             if not spec.checkpoint or spec.is_secret:
                 continue  # only results the log stores are cached
-            parts = (state.result, state.cached_inputs, state.cached_parameters)
+            parts: tuple[Any, ...] = (state.result, state.cached_inputs, state.cached_parameters)
             if any(self.holds_secret(part) for part in parts):
                 skipped.append(spec.key)
                 continue
             try:
+                if key is not None:
+                    origin = ("cache", self.key(node))
+                    parts = tuple(seal(part, key, origin) for part in parts)
                 payload = packb([state.message, *parts, state.cached_result_expiration])
             except SerializationError:
                 continue
