@@ -73,11 +73,6 @@ def returned_state(graph: Graph, view: RunView) -> State:
     return state
 
 
-def _label(graph: Graph, node_i: int, index: int | None) -> str:
-    name = graph.nodes[node_i].name  # Prefect 1's task_full_name: the task's name
-    return name if index is None else f"{name}[{index}]"
-
-
 class Driver:
     """Drives one run to the end (or to a pause) through the one loop."""
 
@@ -106,12 +101,12 @@ class Driver:
         self.pending_logs: deque[LogRecord] = deque()
         self.logger = RunLogger(self.pending_logs.append)
         self.record = Recorder(
-            graph, view, self._journal(), self.known_secrets, self.pending_logs, self._after
+            graph, view, self._journal(), self.known_secrets, self.pending_logs, self.frontier.after
         )
         self.bodies = Bodies(graph, view, secrets, self.known_secrets, self.logger)
         self.unstored = Unstored(graph, view, self.bodies, self.record)
         self.cache = ResultCache(store, graph, self.record.holds_secret)
-        self.logging = RunLogging(graph.flow_name, self.record.scrub)
+        self.logging = RunLogging(graph, self.record.scrub)
         #: entities that ran in this call (a single pass runs each at most once)
         self.attempted: set[tuple[int, int | None]] = set()
         self.dispatch = Dispatcher(
@@ -389,9 +384,6 @@ class Driver:
             again = decide(self.graph, view, now, cached, cache=self.cache.candidates)
             self.record.carry_out(again.set_states, now)
 
-    def _after(self, node_i: int, index: int | None, old: State, new: State) -> None:
-        self.frontier.after(node_i, index, old, new)
-
     # -- running task bodies ------------------------------------------------------------
 
     def _start(self, runs: list[RunTask]) -> None:
@@ -413,7 +405,7 @@ class Driver:
                 rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
             )
             if isinstance(state, Running):
-                self.logging.task_started(_label(self.graph, rt.node, rt.index))
+                self.logging.task_started(rt.node, rt.index)
                 started.append(rt)
         if started:
             self.dispatch.run(started)
@@ -472,7 +464,7 @@ class Driver:
         final = record.task(
             rt.node, rt.index, final, rt.attempt, now, handlers=not handled, timing=timing
         )
-        self.logging.task_finished(_label(self.graph, rt.node, rt.index), final, exc)
+        self.logging.task_finished(rt.node, rt.index, final, exc)
         if isinstance(final, Cached) and not isinstance(state, Cached):
             self.cache.add(rt.node, rt.index, final)
 

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from statecore.graph import Graph
 from statecore.states import Failed, Retrying, State, Success
 
 __all__ = ["RunLogging"]
@@ -31,8 +32,9 @@ task_log = logging.getLogger("statecore.TaskRunner")
 class RunLogging:
     """The records of one run; ``scrub`` removes the run's secret values from text."""
 
-    def __init__(self, flow_name: str, scrub: Callable[[Any], Any]) -> None:
-        self.flow_name = flow_name
+    def __init__(self, graph: Graph, scrub: Callable[[Any], Any]) -> None:
+        self.graph = graph
+        self.flow_name = graph.flow_name
         self.scrub = scrub
         # one check per run: with nobody listening, a record costs one attribute read
         self.tasks_on = task_log.isEnabledFor(logging.INFO)
@@ -42,13 +44,20 @@ class RunLogging:
             begin = "Resuming" if why in ("resume", "takeover") else "Beginning"
             flow_log.info("%s Flow run for '%s'", begin, self.flow_name)
 
-    def task_started(self, label: str) -> None:
-        if self.tasks_on:
-            task_log.info("Task '%s': Starting task run...", label)
+    def _label(self, node_i: int, index: int | None) -> str:
+        name = self.graph.nodes[node_i].name  # Prefect 1's task_full_name
+        return name if index is None else f"{name}[{index}]"
 
-    def task_finished(self, label: str, state: State, error: BaseException | None) -> None:
+    def task_started(self, node_i: int, index: int | None) -> None:
+        if self.tasks_on:
+            task_log.info("Task '%s': Starting task run...", self._label(node_i, index))
+
+    def task_finished(
+        self, node_i: int, index: int | None, state: State, error: BaseException | None
+    ) -> None:
         if not self.tasks_on:
             return
+        label = self._label(node_i, index)
         if error is not None and isinstance(state, Failed | Retrying):
             text = getattr(error, "traceback_text", None) or "".join(
                 traceback.format_exception(error)
