@@ -16,6 +16,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from statecore.backends.base import Store
@@ -26,14 +27,12 @@ from statecore.decide import (
     decide,
     entity_run,
     final_state,
-    interrupt,
     loop_restart,
     outcome_state,
     seed,
     settle,
     with_result,
 )
-from statecore.decide import approve as approve_paused
 from statecore.errors import ConcurrencyError, LeaseHeld, LeaseLost, StatecoreError
 from statecore.events import LogRecord, RunStarted
 from statecore.fold import RunView, TaskStates
@@ -44,19 +43,18 @@ from statecore.runners.dispatch import Dispatcher
 from statecore.runners.execution import Interrupt, Outcome, RunLogger, Runner, options_of
 from statecore.runners.journal import Journal
 from statecore.runners.leases import now_ns
+from statecore.runners.preludes import begin, logged_slot, resume_prelude
 from statecore.runners.recorder import Recorder
 from statecore.runners.rehydration import Unstored
 from statecore.runners.result_cache import ResultCache
 from statecore.runners.run_logging import RunLogging
 from statecore.runners.session import DriverSession, terminate_as_exit
-from statecore.sessions import LostSession
 from statecore.states import (
     NOT_PERSISTED,
     Cached,
     Cancelled,
     Failed,
     Looped,
-    Pending,
     Retrying,
     Running,
     State,
@@ -183,14 +181,25 @@ class Driver:
                 self.record.journal.start_committer()
                 self.bodies.learn_secrets()
                 if start is not None:
-                    self._begin(start, initial or {}, reuse or {}, scheduled)
+                    if self.known_secrets:
+                        start = replace(start, parameters=self.record.scrub(start.parameters))
+                    self.may_lack_results = bool(reuse)
+                    begin(self.record, start, seed(self.graph, initial or {}, reuse or {}))
+                    self.frontier.add_all((n, None) for n in range(len(self.graph.nodes)))
+                    session.open(self.record, "run", None)
+                    self.logging.flow_started("run")
+                    if scheduled is not None:
+                        self.record.note(
+                            "scheduled", "run for a schedule slot", {"start_time": scheduled}
+                        )
                 else:
                     lost = session.lost(self.view, previous)
                     why = "takeover" if session.took_over_from is not None else "resume"
                     session.open(self.record, why, lost)
                     self.logging.flow_started(why)
-                    self._resume_prelude(approve, code or {}, record, lost)
-                self.bodies.scheduled_start = self._logged_slot()
+                    resume_prelude(self.record, approve, code or {}, record, lost)
+                    self.frontier.add_all(all_entities(self.view))
+                self.bodies.scheduled_start = logged_slot(self.view)
                 self.cache.load(now_ns())
                 self.frontier.count()
                 try:
@@ -233,69 +242,6 @@ class Driver:
             view.last_event = last[0] if last else view.last_event
             self.may_lack_results = True
         self.record.journal = self._journal()
-
-    def _begin(
-        self,
-        start: RunStarted,
-        initial: Mapping[int, State],
-        reuse: Mapping[int, State],
-        scheduled: int | None,
-    ) -> None:
-        if self.known_secrets:
-            start = RunStarted(
-                start.flow_name, start.graph, self.record.scrub(start.parameters), start.parent_run
-            )
-        ts = now_ns()
-        self.view.apply(self.record.journal.add(start, ts))
-        self.record.flow(Running("Running flow."), ts)
-        self.may_lack_results = bool(reuse)
-        self.record.carry_out(seed(self.graph, initial, reuse))
-        self.frontier.add_all((node, None) for node in range(len(self.graph.nodes)))
-        self.session.open(self.record, "run", None)
-        self.logging.flow_started("run")
-        if scheduled is not None:
-            self.record.note("scheduled", "run for a schedule slot", {"start_time": scheduled})
-
-    def _resume_prelude(
-        self,
-        approve: Sequence[int],
-        code: Mapping[str, str],
-        record: Mapping[str, Any] | None,
-        lost: LostSession | None,
-    ) -> None:
-        ts = now_ns()
-        view = self.view
-        if record is not None and view.graph.get("fingerprint") != record.get("fingerprint"):
-            # resumed with allow_changed: the log records the new graph, and the fold
-            # (here and in every later replay) realigns the run's tasks to it by key
-            from statecore.plans import describe_changes
-
-            self.record.note(
-                "graph-changed",
-                "resumed with a changed flow: " + describe_changes(view.graph, record),
-                {"graph": dict(record)},
-            )
-        changed = [k for k, h in code.items() if view.graph.get("code", {}).get(k) not in (None, h)]
-        if changed:
-            self.record.note(
-                "code-changed",
-                "task code changed since the run started: " + ", ".join(changed),
-                {"tasks": changed},
-            )
-        if isinstance(view.flow_state, Pending):
-            self.record.flow(Running("Running flow."), ts)
-        # the attempts a crashed driver left open end when it was last known alive
-        self.record.carry_out(interrupt(view, ended_at=lost.last_alive if lost is not None else ts))
-        self.record.carry_out(approve_paused(view, approve))
-        self.frontier.add_all(all_entities(view))
-
-    def _logged_slot(self) -> int | None:
-        """The run's schedule slot from its ``scheduled`` note, else when it started."""
-        found = self.view.started
-        for _, note in self.view.notes:
-            if note.code == "scheduled" and note.data and "start_time" in note.data:
-                found = int(note.data["start_time"])
-        return found
 
     # -- the loop -------------------------------------------------------------------------
 
