@@ -241,6 +241,9 @@ class RedisStore(Store):
         self.backoff: float = options["backoff"]
         self._wait_ms = max(1, int(options["wait_timeout"] * 1000))
         self._index_key = index_key(self.prefix)
+        # The epochs of the leases this handle acquired and holds: a run that vanishes
+        # from under one of them lost its data on the server (see _check_not_vanished).
+        self._leased: dict[str, int] = {}
         self._owns_client = parsed is not None
         self._transport: Transport
         if parsed is not None:
@@ -449,7 +452,7 @@ class RedisStore(Store):
             return replies
 
         (code, found, *index), *waits = self._run(f"append to run {run_id!r}", send)
-        if int(code) == 1 and int(found) == 0 and expected_seq > 0 and lease is not None:
+        if int(code) == 1 and int(found) == 0 and expected_seq > 0 and self._holds(lease):
             self._check_not_vanished(run_id, f"expected head {expected_seq}, found nothing")
         if int(code) == 1:
             raise ConcurrencyError(
@@ -655,7 +658,12 @@ class RedisStore(Store):
             raise LeaseHeld(
                 f"run {run_id!r} is being driven by {text(reply[1])} (lease epoch {int(reply[2])})"
             )
+        self._leased[run_id] = int(reply[1])
         return Lease(run_id, owner, int(reply[1]), expires)
+
+    def _holds(self, lease: Lease | None) -> bool:
+        """True when this handle acquired ``lease`` and has not released it."""
+        return lease is not None and self._leased.get(lease.run_id) == lease.epoch
 
     def renew_lease(self, lease: Lease, *, ttl: float, now: int) -> Lease:
         expires = now + int(ttl * 1e9)
@@ -668,11 +676,14 @@ class RedisStore(Store):
             expires,
         )
         if not renewed:
-            self._check_not_vanished(lease.run_id, f"lease epoch {lease.epoch}, found none")
+            if self._holds(lease):
+                self._check_not_vanished(lease.run_id, f"lease epoch {lease.epoch}, found none")
             raise LeaseLost(f"run {lease.run_id!r}: lease epoch {lease.epoch} was taken over")
         return Lease(lease.run_id, lease.owner, lease.epoch, expires)
 
     def release_lease(self, lease: Lease) -> None:
+        if self._leased.get(lease.run_id) == lease.epoch:
+            del self._leased[lease.run_id]
         self._eval(
             f"release the lease of run {lease.run_id!r}",
             RELEASE,
@@ -683,9 +694,9 @@ class RedisStore(Store):
     def _check_not_vanished(self, run_id: str, what: str) -> None:
         """Raise CorruptEvent if the run's data is gone from the server.
 
-        Called when a lease holder finds its run empty. Acquiring a lease writes the
-        run's meta hash and only a prune deletes it, leaving the id's last epoch behind;
-        so a leased run without a meta hash lost its data outside statecore: a server
+        Called when this handle's lease holder finds its run empty. Acquiring a lease
+        writes the run's meta hash and only a prune deletes it, leaving the id's last
+        epoch behind; so a run leased here without a meta hash lost its data elsewhere: a server
         restarted without persistence, a flush, an eviction, a failover to a stale
         replica.
         """
