@@ -184,3 +184,72 @@ def test_an_unreachable_scheduler_is_a_clear_error() -> None:
         inc(2)
     with pytest.raises(ClusterUnavailable, match=r"127\.0\.0\.1:9"):
         flow.run(store=MemoryStore(), runner=DaskRunner("tcp://127.0.0.1:9", connect_timeout=1))
+
+
+@task
+def where_default() -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_the_default_runner_starts_worker_processes() -> None:
+    import os
+
+    with Flow("dask-default") as flow:
+        out = where_default()
+    # no address, no cluster_kwargs: a LocalCluster of worker processes, as Prefect 1's
+    # DaskExecutor; threads only when asked
+    state = flow.run(store=MemoryStore(), runner=DaskRunner(cluster_kwargs={"n_workers": 1}))
+    assert state.is_successful() and state.result[out].result != os.getpid()
+    threaded = DaskRunner(cluster_kwargs={"n_workers": 1, "processes": False})
+    state = flow.run(store=MemoryStore(), runner=threaded)
+    assert state.is_successful() and state.result[out].result == os.getpid()
+
+
+@task
+def record(path: str, name: str, x: int) -> int:
+    with open(path, "a") as f:
+        f.write(f"{name}\n")
+    return x + 1
+
+
+@task(max_retries=1)
+def kill_my_worker(path: str, marker: str, x: int) -> int:
+    import os
+    import signal
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        # the worker process dies mid-task, as from the OOM killer
+        os.kill(os.getpid(), signal.SIGKILL)
+    with open(path, "a") as f:
+        f.write("killer\n")
+    return x + 1
+
+
+def test_a_worker_process_killed_mid_task_loses_nothing(tmp_path: Path) -> None:
+    ran, marker = str(tmp_path / "ran.txt"), str(tmp_path / "killed")
+    with Flow("dask-kill") as flow:
+        a = record(ran, "a", 0)
+        b = kill_my_worker(ran, marker, a)
+        c = record(ran, "c", b)
+        side = record.map([ran] * 4, [f"m{i}" for i in range(4)], list(range(4)))
+    store = SQLiteStore(tmp_path / "runs.db")
+    runner = DaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1})
+    state = flow.run(store=store, runner=runner)
+    assert Path(marker).exists()  # the worker really was killed once
+    assert state.is_successful()
+    assert state.result[c].result == 3
+    # every body that finished ran exactly once; the killed one finished once, after
+    lines = Path(ran).read_text().split()
+    assert sorted(lines) == sorted(["a", "killer", "c", "m0", "m1", "m2", "m3"])
+    # the log folds to what the run returned
+    view = replay(store, state.run_id)
+    assert view.flow_state.is_successful()
+    for key, live in state.result.items():
+        folded = view.task_states[key]
+        assert (live.name, live.message) == (folded.name, folded.message)
+    assert [s.result for s in view.task_states[side].map_states] == [1, 2, 3, 4]
+    news = [e.new for e in view.timeline() if e.task == "kill_my_worker-1"]
+    assert news[0] == "Running" and news[-1] == "Success"

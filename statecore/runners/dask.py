@@ -43,12 +43,17 @@ class DaskRunner:
     """Runs task bodies on a ``dask.distributed`` cluster.
 
     Args:
-        address: a scheduler address (``tcp://host:8786``); None starts a local cluster
-            for the run (``cluster_kwargs`` are passed to ``LocalCluster``) and closes it
-            at the end.
+        address: a scheduler address (``tcp://host:8786``); None starts a
+            ``distributed.LocalCluster`` of worker processes for the run and closes it at
+            the end (``cluster_kwargs={"processes": False}`` asks for threads instead).
+            With processes, task bodies and their inputs and results must be picklable
+            by cloudpickle (module-level functions are sent by reference; lambdas and
+            closures by value).
         client: an existing ``distributed.Client`` to use instead (left open).
         connect_timeout: seconds to reach ``address`` before giving up.
-        cluster_kwargs: options for the temporary ``LocalCluster``.
+        cluster_kwargs: options for the temporary ``LocalCluster`` (``n_workers``,
+            ``threads_per_worker``, ``processes``, ...); they override the defaults
+            ``processes=True, dashboard_address=None``.
         single_pass, group_events, group_delay, lease_ttl, lease_renew: as for
             :class:`~statecore.runners.local.LocalRunner`.
     """
@@ -94,7 +99,9 @@ class DaskRunner:
                     f"cannot reach the Dask scheduler at {self.address}: {exc}"
                 ) from exc
         elif client is None:
-            options = {"processes": False, "dashboard_address": None, **self.cluster_kwargs}
+            # worker processes by default, as Prefect 1's DaskExecutor: user code runs
+            # outside the driver and one body's GIL or crash does not stall the others
+            options = {"processes": True, "dashboard_address": None, **self.cluster_kwargs}
             cluster = distributed.LocalCluster(**options)
             client = distributed.Client(cluster)
         executor = _DaskExecutor(client, owned=self.client is None, cluster=cluster)
