@@ -31,7 +31,8 @@ __all__ = [
     "trigger_of",
 ]
 
-#: The order of the fields of one attempt row in a run document.
+#: The order of the fields of one attempt row in a run document (``start`` and ``end``
+#: are ns after the run's ``started``).
 ATTEMPT_FIELDS = ["task", "index", "number", "start", "end", "state", "message", "measured"]
 
 _SLOT = re.compile(r"@\d{4}-\d{2}-\d{2}T")
@@ -173,6 +174,9 @@ def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[st
                 "child_state": [_state_code(codes, state_names, k.state.name) for k in kids],
             }
         )
+    # attempt times go as ns after the run's start: whole UTC ns (1.7e18) lose their last
+    # digits in a JavaScript number, offsets keep every nanosecond for 104 days
+    base = view.started or 0
     attempts: list[list[Any]] = []
     for bar in attempt_bars(view):
         attempts.append(
@@ -180,8 +184,8 @@ def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[st
                 order.get(bar.task, -1),
                 -1 if bar.index is None else bar.index,
                 bar.number,
-                bar.start,
-                bar.end,
+                bar.start - base,
+                None if bar.end is None else bar.end - base,
                 _state_code(codes, state_names, bar.state),
                 bar.message,
                 bar.measured,

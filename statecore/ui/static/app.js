@@ -170,7 +170,8 @@
 
   function drawRun(doc, until) {
     var prevState = run && run.doc.run_id === doc.run_id ? run.st : null;
-    var t0 = doc.started || 0, t1 = Math.max(doc.ended || doc.last_ts || t0, t0 + 1);
+    // attempt rows are ns after doc.started; everything drawn is on that scale
+    var base = doc.started || 0, t0 = 0, t1 = Math.max((doc.ended || doc.last_ts || base) - base, 1);
     var st = prevState || {open: {}, state: '', search: '', v0: t0, v1: t1, sel: null};
     if (!prevState) { st.v0 = t0; st.v1 = t1; }
     run = {doc: doc, st: st, until: until};
@@ -244,7 +245,7 @@
     app.appendChild(cols);
     var logs = el('table', {cls: 'list', id: 'logs'});
     doc.logs.slice(0, 2000).forEach(function (l) {
-      logs.appendChild(el('tr', {cls: 'log'}, [el('td', {text: '+' + dur(l.ts - t0)}), el('td', {text: l.level}), el('td', {text: l.source}), el('td', {cls: 'msg', text: l.message})]));
+      logs.appendChild(el('tr', {cls: 'log'}, [el('td', {text: '+' + dur(l.ts - base)}), el('td', {text: l.level}), el('td', {text: l.source}), el('td', {cls: 'msg', text: l.message})]));
     });
     app.appendChild(el('h2', {text: 'Logs and notes (' + doc.logs.length + ')'}));
     app.appendChild(logs);
@@ -262,10 +263,10 @@
       var w = Math.max(gantt.clientWidth - LABEL, 50);
       sessions.textContent = '';
       doc.sessions.forEach(function (s, i) {
-        var end = s.ended == null ? t1 : s.ended;
+        var end = s.ended == null ? t1 : s.ended - base;
         var d = el('div', {cls: 'session' + (s.reason === 'crashed' ? ' crashed' : ''), 'data-reason': s.reason || 'open',
           text: s.why + ' #' + (i + 1) + (s.reason ? ' · ' + s.reason : '')});
-        d.style.left = x(s.started, w) + 'px'; d.style.width = Math.max(2, x(end, w) - x(s.started, w)) + 'px';
+        d.style.left = x(s.started - base, w) + 'px'; d.style.width = Math.max(2, x(end, w) - x(s.started - base, w)) + 'px';
         d.title = s.owner + ' ' + s.why + ' ' + iso(s.started) + ' → ' + (s.ended ? iso(s.ended) : 'open') + ' ' + (s.reason || '');
         sessions.appendChild(d);
       });
@@ -304,7 +305,7 @@
       var state = child ? doc.states[t.child_state[row.index]] : t.state;
       if (!row.bars.length) {
         var m = el('div', {cls: 'marker', 'data-state': state, title: name + ': ' + state + ' (did not run)'});
-        m.style.left = Math.max(0, x(doc.last_ts, w)) + 'px'; m.style.background = colour(state);
+        m.style.left = Math.max(0, x(doc.last_ts - base, w)) + 'px'; m.style.background = colour(state);
         if (t.children && !child) { m.style.left = '4px'; }
         lane.appendChild(m);
       }
@@ -315,7 +316,7 @@
         b.style.left = x(a[3], w) + 'px'; b.style.width = Math.max(2, x(end, w) - x(a[3], w)) + 'px';
         b.style.background = colour(s);
         b.addEventListener('mouseenter', function (ev) {
-          tip.textContent = name + ' attempt ' + a[2] + '\n' + s + '\nstart +' + dur(a[3] - t0) + '\n' + (a[4] == null ? 'still open' : 'duration ' + dur(a[4] - a[3])) + (a[6] ? '\n' + a[6] : '');
+          tip.textContent = name + ' attempt ' + a[2] + '\n' + s + '\nstart +' + dur(a[3]) + '\n' + (a[4] == null ? 'still open' : 'duration ' + dur(a[4] - a[3])) + (a[6] ? '\n' + a[6] : '');
           tip.style.display = 'block'; tip.style.left = (ev.clientX + 12) + 'px'; tip.style.top = (ev.clientY + 12) + 'px';
         });
         b.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
@@ -342,7 +343,7 @@
       var at = el('table', {cls: 'list', id: 'details-attempts'});
       at.appendChild(el('tr', null, ['#', 'state', 'start', 'duration', 'message'].map(function (h) { return el('th', {text: h}); })));
       d.attempts.forEach(function (a) {
-        at.appendChild(el('tr', null, [el('td', {text: String(a.number)}), el('td', null, [badge(a.state)]), el('td', {text: '+' + dur(a.start - t0)}), el('td', {text: a.end == null ? 'open' : dur(a.end - a.start)}), el('td', {text: a.message || ''})]));
+        at.appendChild(el('tr', null, [el('td', {text: String(a.number)}), el('td', null, [badge(a.state)]), el('td', {text: '+' + dur(a.start - base)}), el('td', {text: a.end == null ? 'open' : dur(a.end - a.start)}), el('td', {text: a.message || ''})]));
       });
       details.appendChild(at);
       if (d.traceback) {

@@ -1,0 +1,334 @@
+"""The ``statecore ui`` page in a real browser: Selenium driving Debian's headless Chromium.
+
+The server runs in this process on a free loopback port over a real SQLite store;
+every wait is a WebDriverWait on a condition, never a timed assertion. Screenshots go
+to ``$STATECORE_TEST_ARTIFACTS`` (default: the test's temporary directory). Under
+``CI=true`` a missing browser fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statecore.backends import SQLiteStore
+from statecore.runners.local import replay
+from statecore.ui.server import UIServer
+
+from .conftest import service_missing
+from .test_ui_support import HOSTILE, base_url, fill, serving
+
+WAIT = 60  # seconds a condition may take on a busy machine (not a timing assertion)
+
+
+def _chrome() -> tuple[str, str]:
+    exe = next(
+        (
+            p
+            for p in ("/usr/bin/chromium", shutil.which("chromium") or "")
+            if p and os.path.exists(p)
+        ),
+        None,
+    )
+    drv = next(
+        (
+            p
+            for p in ("/usr/bin/chromedriver", shutil.which("chromedriver") or "")
+            if p and os.path.exists(p)
+        ),
+        None,
+    )
+    if exe is None or drv is None:
+        service_missing(
+            "chromium and chromium-driver are not installed "
+            "(apt-get install chromium chromium-driver)"
+        )
+    return exe, drv
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        service_missing("selenium is not installed")
+    exe, drv = _chrome()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = exe
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--no-first-run",
+        "--disable-background-networking",
+    ):
+        opts.add_argument(arg)
+    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
+    driver = webdriver.Chrome(service=Service(drv), options=opts)
+    driver.set_page_load_timeout(WAIT * 2)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = os.environ.get("STATECORE_TEST_ARTIFACTS")
+    path = Path(root) / "ui" if root else tmp_path_factory.mktemp("ui-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UIServer, SQLiteStore]]:
+    store = SQLiteStore(tmp_path_factory.mktemp("ui-browser") / "runs.db")
+    fill(store)
+    with serving(store) as server:
+        yield server, store
+    store.close()
+
+
+def wait(driver: Any, condition: Any, message: str = "") -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, message)
+
+
+def ready(driver: Any, page: str) -> None:
+    wait(
+        driver,
+        lambda d: d.find_element("tag name", "body").get_attribute("data-ready") == page,
+        f"page {page} never ready",
+    )
+
+
+def open_page(driver: Any, server: UIServer, fragment: str, page: str) -> None:
+    driver.get(base_url(server) + "/#" + fragment)
+    driver.refresh()  # a hash change alone would not reload a page already open
+    ready(driver, page)
+
+
+def test_runs_list_filters_by_state_flow_and_search(
+    browser: Any, served: tuple[UIServer, SQLiteStore], artifacts: Path
+) -> None:
+    server, store = served
+    open_page(browser, server, "/", "runs")
+    rows = browser.find_elements("css selector", "#runs tr.run")
+    assert [r.get_attribute("data-run") for r in rows] == [m.run_id for m in store.list_runs()]
+    browser.save_screenshot(str(artifacts / "runs.png"))
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", "f-state")).select_by_value("Failed")
+    wait(
+        browser,
+        lambda d: (
+            {r.get_attribute("data-run") for r in d.find_elements("css selector", "#runs tr.run")}
+            == {"mixed", "hostile"}
+            and d.find_element("tag name", "body").get_attribute("data-ready") == "runs"
+        ),
+    )
+    Select(browser.find_element("id", "f-state")).select_by_value("")
+    ready(browser, "runs")
+    field = browser.find_element("id", "f-flow")
+    field.clear()
+    field.send_keys("squares\n")
+    wait(
+        browser,
+        lambda d: (
+            {r.get_attribute("data-run") for r in d.find_elements("css selector", "#runs tr.run")}
+            == {"ok-1", "ok-2"}
+        ),
+    )
+    browser.save_screenshot(str(artifacts / "runs-filtered.png"))
+
+
+def test_a_runs_gantt_has_one_bar_per_attempt_with_the_logged_durations(
+    browser: Any, served: tuple[UIServer, SQLiteStore], artifacts: Path
+) -> None:
+    server, store = served
+    open_page(browser, server, "/run/mixed", "run")
+    view = replay(store, "mixed")
+    # from the log: an attempt runs from its first measured start (a LOOP's iterations
+    # are one attempt) to the measured end of the event that closes it
+    ends: dict[Any, int] = {}
+    numbers: dict[Any, int] = {}
+    first: dict[Any, int | None] = {}
+    for e in view.timeline():
+        if not e.task:
+            continue
+        entity = (e.task, e.index)
+        if e.new == "Running" and e.prev != "Looped":
+            numbers[entity] = numbers.get(entity, 0) + 1
+            first[entity] = None
+        elif e.new != "Running" and entity in first:
+            if first[entity] is None:
+                first[entity] = e.started_at
+            if e.new != "Looped":
+                start = first.pop(entity)
+                assert start is not None and e.ended_at is not None
+                ends[(*entity, numbers[entity])] = e.ended_at - start
+    browser.find_element("id", "expand-all").click()
+    wait(browser, lambda d: len(d.find_elements("css selector", ".grow.child")) == 3)
+    bars = browser.find_elements("css selector", ".attempt")
+    assert len(bars) == sum(numbers.values())
+    got = {}
+    for bar in bars:
+        row = bar.find_element("xpath", "./ancestor::div[contains(@class,'grow')]")
+        index = row.get_attribute("data-index")
+        got[
+            (
+                row.get_attribute("data-task"),
+                int(index) if index else None,
+                int(bar.get_attribute("data-attempt")),
+            )
+        ] = int(bar.get_attribute("data-duration"))
+    assert got == ends
+    browser.save_screenshot(str(artifacts / "run-gantt.png"))
+
+
+def test_a_map_collapses_and_expands_with_counts_per_state(
+    browser: Any, served: tuple[UIServer, SQLiteStore]
+) -> None:
+    server, _ = served
+    open_page(browser, server, "/run/mixed", "run")
+    browser.find_element("id", "collapse-all").click()
+    wait(browser, lambda d: not d.find_elements("css selector", ".grow.child"))
+    label = browser.find_element("css selector", ".grow[data-task='halve-1'] .label")
+    assert "1 Skipped" in label.text and "2 Success" in label.text
+    label.click()
+    wait(
+        browser,
+        lambda d: (
+            [
+                r.get_attribute("data-index")
+                for r in d.find_elements("css selector", ".grow.child[data-task='halve-1']")
+            ]
+            == ["0", "1", "2"]
+        ),
+    )
+    browser.find_element("css selector", ".grow[data-task='halve-1'] .label").click()
+    wait(browser, lambda d: not d.find_elements("css selector", ".grow.child"))
+
+
+def test_a_traceback_opens_from_a_failed_task(
+    browser: Any, served: tuple[UIServer, SQLiteStore], artifacts: Path
+) -> None:
+    server, _ = served
+    open_page(browser, server, "/run/mixed", "run")
+    browser.find_element("css selector", ".grow[data-task='crash-1'] .label").click()
+    tb = wait(browser, lambda d: d.find_elements("id", "traceback"))[0]
+    assert not tb.find_element("tag name", "pre").is_displayed()
+    tb.find_element("tag name", "summary").click()
+    wait(browser, lambda d: d.find_element("css selector", "#traceback pre").is_displayed())
+    assert "Traceback" in browser.find_element("css selector", "#traceback pre").text
+    browser.save_screenshot(str(artifacts / "run-traceback.png"))
+
+
+def test_html_in_a_task_name_and_a_log_line_is_shown_as_text(
+    browser: Any, served: tuple[UIServer, SQLiteStore], artifacts: Path
+) -> None:
+    server, _ = served
+    open_page(browser, server, "/run/hostile", "run")
+    assert browser.execute_script("return window.pwned === undefined")
+    assert not browser.find_elements("css selector", "#app script, #app img")
+    assert HOSTILE in browser.find_element("css selector", ".grow .label").text
+    assert any(HOSTILE in c.text for c in browser.find_elements("css selector", "#logs td.msg"))
+    browser.find_element("css selector", ".grow .label").click()
+    wait(browser, lambda d: d.find_elements("id", "details-title"))
+    assert browser.execute_script("return window.pwned === undefined")
+    open_page(browser, server, "/", "runs")
+    assert browser.execute_script("return window.pwned === undefined")
+    browser.save_screenshot(str(artifacts / "hostile.png"))
+
+
+def test_time_travel_shows_an_earlier_state(
+    browser: Any, served: tuple[UIServer, SQLiteStore], artifacts: Path
+) -> None:
+    server, store = served
+    open_page(browser, server, "/run/mixed", "run")
+    assert browser.find_element("tag name", "body").get_attribute("data-flow-state") == "Failed"
+    slider = browser.find_element("id", "travel")
+    browser.execute_script(
+        "arguments[0].value = 3; arguments[0].dispatchEvent(new Event('change'));", slider
+    )
+    wait(
+        browser,
+        lambda d: (
+            d.find_element("tag name", "body").get_attribute("data-head") == "3"
+            and d.find_element("tag name", "body").get_attribute("data-ready") == "run"
+        ),
+    )
+    assert (
+        browser.find_element("tag name", "body").get_attribute("data-flow-state")
+        == replay(store, "mixed", until=3).flow_state.name
+    )
+    assert "as of event 3" in browser.find_element("id", "travel-label").text
+    browser.save_screenshot(str(artifacts / "time-travel.png"))
+
+
+LIVE_FLOW = """
+import os, time
+from pathlib import Path
+from statecore import Flow, task
+
+GATE = Path(os.environ["UI_TEST_GATE"])
+
+@task
+def step(x: int) -> int:
+    # each step waits for its own go-file, so the test decides when the log grows
+    while not (GATE / f"go-{x}").exists():
+        time.sleep(0.05)
+    return x + 1
+
+with Flow("live") as flow:
+    step(step(step(0)))
+"""
+
+
+def test_the_live_page_advances_while_a_subprocess_runs_a_flow(
+    browser: Any, tmp_path: Path, artifacts: Path
+) -> None:
+    db = tmp_path / "live.db"
+    (tmp_path / "live_flow.py").write_text(LIVE_FLOW, encoding="utf-8")
+    store = SQLiteStore(db)
+    env = {**os.environ, "UI_TEST_GATE": str(tmp_path)}
+    cmd = [sys.executable, "-m", "statecore", "run", f"{tmp_path / 'live_flow.py'}:flow"]
+    cmd += ["--run-id", "live", "--store", f"sqlite:///{db}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    body = lambda d: d.find_element("tag name", "body")  # noqa: E731
+    try:
+        with serving(store) as server:
+            wait(browser, lambda _: store.head("live") > 0 or proc.poll() is not None)
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            browser.get(base_url(server) + "/#/run/live")
+            browser.refresh()
+            ready(browser, "run")
+            assert body(browser).get_attribute("data-flow-state") == "Running"
+            first = int(body(browser).get_attribute("data-head"))
+            (tmp_path / "go-0").touch()
+            wait(browser, lambda d: int(body(d).get_attribute("data-head") or 0) > first)
+            wait(browser, lambda d: len(d.find_elements("css selector", ".attempt")) >= 2)
+            browser.save_screenshot(str(artifacts / "live-running.png"))
+            (tmp_path / "go-1").touch()
+            (tmp_path / "go-2").touch()
+            assert proc.wait(timeout=WAIT * 2) == 0
+            final = str(store.head("live"))
+            wait(browser, lambda d: body(d).get_attribute("data-head") == final)
+            wait(browser, lambda d: body(d).get_attribute("data-flow-state") == "Success")
+            browser.save_screenshot(str(artifacts / "live-done.png"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        store.close()
