@@ -9,7 +9,8 @@ nothing to the end, so a kill can land in either phase. ``resume`` and ``run`` d
 ``--start-gate FILE`` waits for FILE before touching the store (to line racers up);
 ``--hold-before-lease FILE`` makes the first lease request of this process wait for
 FILE, after writing ``FILE.reached`` once it got there, so a test can hold a resumer
-between reading the log and taking the lease.
+between reading the log and taking the lease; ``--hold-after-refusal FILE`` holds a
+refused lease request likewise before the refusal reaches the driver.
 
 Exit status: 0 finished, 3 not finished, 4 lease held or store unavailable (the message,
 naming the holder, on stderr), 5 lease lost, 6 a ConcurrencyError (a stale view's append
@@ -53,6 +54,22 @@ def hold_first_lease(store: Store, gate: str) -> None:
     store.acquire_lease = acquire  # type: ignore[method-assign]
 
 
+def hold_after_refusal(store: Store, gate: str) -> None:
+    """When the store refuses this process the lease, wait for ``gate`` (after writing
+    ``gate.reached``) before the refusal reaches the driver."""
+    original = store.acquire_lease
+
+    def acquire(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        except LeaseHeld:
+            Path(gate + ".reached").touch()
+            wait_for(gate)
+            raise
+
+    store.acquire_lease = acquire  # type: ignore[method-assign]
+
+
 def gate_paused(store: Store, run_id: str) -> bool:
     from statecore.runners import replay
 
@@ -77,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease-renew", type=float, default=0.5)
     parser.add_argument("--start-gate", default=None)
     parser.add_argument("--hold-before-lease", default=None)
+    parser.add_argument("--hold-after-refusal", default=None)
     args = parser.parse_args(argv)
     flow = FLOWS[args.flow]
     options: dict[str, Any] = {}
@@ -95,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(args.store)
     if args.hold_before_lease:
         hold_first_lease(store, args.hold_before_lease)
+    if args.hold_after_refusal:
+        hold_after_refusal(store, args.hold_after_refusal)
     approve = [GATE_KEY] if args.approve else []
     try:
         if args.mode == "run":

@@ -29,6 +29,8 @@ SIDE_ENV = "STATECORE_TORTURE_SIDE"
 PAUSE_ENV = "STATECORE_TORTURE_PAUSE"
 #: a file that bodies wait for before they end (keeps a driver busy as long as needed)
 HOLD_ENV = "STATECORE_TORTURE_HOLD"
+#: if set, only the bodies of this task (its key) wait for the hold file
+HOLD_KEY_ENV = "STATECORE_TORTURE_HOLD_KEY"
 
 CHAIN = 8
 WIDTH = 12
@@ -90,6 +92,8 @@ def body(extra: str = "") -> None:
     if seconds > 0:
         time.sleep(seconds)
     hold = os.environ.get(HOLD_ENV)
+    if os.environ.get(HOLD_KEY_ENV, context["task_slug"]) != context["task_slug"]:
+        hold = None
     while hold and not os.path.exists(hold):
         time.sleep(0.005)
     _write("end", extra)
