@@ -18,10 +18,11 @@ differential state machine): the Redis entry, or nothing when there is no server
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
@@ -245,3 +246,62 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+# --- a real browser (Selenium driving Debian's headless Chromium) ---
+
+BROWSER_WAIT = 60  # seconds a condition may take on a busy machine (not a timing assertion)
+
+
+def chrome_paths() -> tuple[str, str]:
+    exe = next(
+        (
+            p
+            for p in ("/usr/bin/chromium", shutil.which("chromium") or "")
+            if p and os.path.exists(p)
+        ),
+        None,
+    )
+    drv = next(
+        (
+            p
+            for p in ("/usr/bin/chromedriver", shutil.which("chromedriver") or "")
+            if p and os.path.exists(p)
+        ),
+        None,
+    )
+    if exe is None or drv is None:
+        service_missing(
+            "chromium and chromium-driver are not installed "
+            "(apt-get install chromium chromium-driver)"
+        )
+    return exe, drv
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        service_missing("selenium is not installed")
+    exe, drv = chrome_paths()
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = exe
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--no-first-run",
+        "--disable-background-networking",
+    ):
+        opts.add_argument(arg)
+    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
+    driver = webdriver.Chrome(service=Service(drv), options=opts)
+    driver.set_page_load_timeout(BROWSER_WAIT * 2)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -87,7 +87,10 @@ def test_run_success_then_show_timeline_logs_export_graph(counter: Path, db: Pat
 
     timeline = invoke(db, "timeline", "r1")
     assert timeline.exit_code == 0
-    assert "square[0]" in timeline.output and "report" in timeline.output
+    assert "square[2]" in timeline.output and "report" in timeline.output  # the map, folded
+    assert "square[0]" not in timeline.output
+    children = invoke(db, "timeline", "r1", "--children")
+    assert "square[0]" in children.output and "square[1]" in children.output
 
     logs = invoke(db, "logs", "r1")
     assert logs.exit_code == 0

@@ -282,11 +282,6 @@ def test_a_sealed_result_moved_to_another_event_is_refused(
     assert isinstance(moved, Encrypted) or view.problems, moved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="statecore/runners/result_cache.py writes cache entries with packb, unsealed; "
-    "it should seal them with runners.encryption.seal (origin: the cache key)",
-)
 def test_cached_results_are_encrypted_in_the_result_cache(
     key: str, sqlite: tuple[Path, Store]
 ) -> None:

@@ -467,11 +467,6 @@ def boxed_cached() -> Box:
     return Box(f"inside {os.environ['STATECORE_SECRET_CANARY_ENV']}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runners/driver.py (the lead's) builds ResultCache with a holds_secret that only "
-    "asks scrubbing; it should call Recorder.holds_secret, which also checks the encoded bytes",
-)
 def test_a_pickled_result_holding_a_secret_is_not_cached(
     tmp_path: Path, pickle_box: None, canaries: Canaries
 ) -> None:

@@ -9,7 +9,6 @@ to ``$STATECORE_TEST_ARTIFACTS`` (default: the test's temporary directory). Unde
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,64 +21,8 @@ from statecore.backends import SQLiteStore
 from statecore.runners.local import replay
 from statecore.ui.server import UIServer
 
-from .conftest import service_missing
-from .test_ui_support import HOSTILE, base_url, fill, serving
-
-WAIT = 60  # seconds a condition may take on a busy machine (not a timing assertion)
-
-
-def _chrome() -> tuple[str, str]:
-    exe = next(
-        (
-            p
-            for p in ("/usr/bin/chromium", shutil.which("chromium") or "")
-            if p and os.path.exists(p)
-        ),
-        None,
-    )
-    drv = next(
-        (
-            p
-            for p in ("/usr/bin/chromedriver", shutil.which("chromedriver") or "")
-            if p and os.path.exists(p)
-        ),
-        None,
-    )
-    if exe is None or drv is None:
-        service_missing(
-            "chromium and chromium-driver are not installed "
-            "(apt-get install chromium chromium-driver)"
-        )
-    return exe, drv
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        service_missing("selenium is not installed")
-    exe, drv = _chrome()
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = exe
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        "--no-first-run",
-        "--disable-background-networking",
-    ):
-        opts.add_argument(arg)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
-    driver = webdriver.Chrome(service=Service(drv), options=opts)
-    driver.set_page_load_timeout(WAIT * 2)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+from .conftest import BROWSER_WAIT
+from .test_ui_support import HOSTILE, base_url, fill, serving, wait
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +40,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UIServer,
     with serving(store) as server:
         yield server, store
     store.close()
-
-
-def wait(driver: Any, condition: Any, message: str = "") -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, WAIT, poll_frequency=0.1).until(condition, message)
 
 
 def ready(driver: Any, page: str) -> None:
@@ -322,7 +259,7 @@ def test_the_live_page_advances_while_a_subprocess_runs_a_flow(
             browser.save_screenshot(str(artifacts / "live-running.png"))
             (tmp_path / "go-1").touch()
             (tmp_path / "go-2").touch()
-            assert proc.wait(timeout=WAIT * 2) == 0
+            assert proc.wait(timeout=BROWSER_WAIT * 2) == 0
             final = str(store.head("live"))
             wait(browser, lambda d: body(d).get_attribute("data-head") == final)
             wait(browser, lambda d: body(d).get_attribute("data-flow-state") == "Success")

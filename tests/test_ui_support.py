@@ -17,6 +17,8 @@ from statecore.backends.base import Store
 from statecore.runners.loading import load_flow
 from statecore.ui.server import UIServer, make_server
 
+from .conftest import BROWSER_WAIT
+
 FLOWS = Path(__file__).parent / "flows" / "demo.py"
 HOSTILE = "<script>window.pwned=1</script><img src=x onerror=window.pwned=2>"
 
@@ -77,3 +79,9 @@ def get(server: UIServer, path: str, method: str = "GET") -> tuple[int, Any, str
 
 def sqlite_store(tmp_path: Path) -> SQLiteStore:
     return SQLiteStore(tmp_path / "runs.db")
+
+
+def wait(driver: Any, condition: Any, message: str = "") -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, BROWSER_WAIT, poll_frequency=0.1).until(condition, message)

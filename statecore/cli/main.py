@@ -9,7 +9,8 @@ Commands (``statecore COMMAND --help`` for each)::
     rerun RUN_ID --from TASK --flow FILE.py:FLOW          new run reusing what is upstream
     runs [--flow NAME] [--state STATE] [--since T] [--until T] [--limit N]
     show RUN_ID [--children]                              task states, attempts, durations
-    timeline RUN_ID [--html OUT.html]                     Gantt of task attempts
+    timeline RUN_ID [--children] [--width N] [--html OUT.html]   Gantt of task attempts
+    ui [--port 8765] [--host 127.0.0.1] [--open]          local web page over the store
     logs RUN_ID                                           the tasks' log lines and run notes
     export RUN_ID [--output FILE]                         the log as JSON lines
     graph FILE.py:FLOW [--format dot|mermaid] [--run RUN_ID]
@@ -69,7 +70,6 @@ from statecore.cli.graph import render_dot, render_mermaid
 from statecore.cli.progress import RunProgress
 from statecore.cli.report import print_outcome, styled_state, tasks_table
 from statecore.cli.schedule import parse_after, print_next, run_scheduled, schedule_of
-from statecore.cli.timeline import gantt, html_page
 from statecore.cli.times import format_duration, parse_time
 from statecore.errors import CorruptEvent
 from statecore.flow import Flow
@@ -568,31 +568,6 @@ def show(run_id: str, children: bool, store_url: str | None) -> None:
     for problem in view.problems:
         console.print(Text(f"problem in the log: {problem}", style="bold red"))
     sys.exit(_exit_for(state))
-
-
-@cli.command()
-@click.argument("run_id")
-@click.option(
-    "--html",
-    "html_out",
-    type=click.Path(path_type=Path),
-    default=None,
-    metavar="OUT.html",
-    help="Write a self-contained HTML page instead.",
-)
-@_store_option
-@translate_errors
-def timeline(run_id: str, html_out: Path | None, store_url: str | None) -> None:
-    """Draw a Gantt of the run's task attempts (terminal, or HTML with --html)."""
-    if html_out is not None:
-        _check_output(html_out, "--html")
-    with _store(store_url, run_id=run_id) as store:
-        view = _load_view(store, run_id)
-    if html_out is None:
-        _console().print(gantt(view))
-        return
-    _write_atomically(html_out, html_page(view), "--html")
-    click.echo(f"wrote {html_out}")
 
 
 @cli.command()

@@ -14,7 +14,7 @@ than the one that wrote it, or a value altered).
 The switch is the environment, not an argument: the key is needed wherever the log is
 read (other processes, the command line), so it lives where secrets live, and a run
 written without it reads as before. Not encrypted: messages, log lines, notes,
-parameters, the graph, task names and the result cache's entries (see the README's
+parameters, the graph and task names (see the README's
 limits); secrets are scrubbed from all of those anyway.
 
 Sealed value layout (the content of extension code :data:`CODE`)::
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statecore.errors import StatecoreError
-from statecore.serialization import packb, register_serializer, unpackb
+from statecore.serialization import SEALED_CODE, packb, register_sealed, unpackb
 
 __all__ = [
     "CODE",
@@ -53,8 +53,8 @@ __all__ = [
 
 #: the environment variable holding the key (base64 of 32 bytes)
 ENV_KEY = "STATECORE_ENCRYPTION_KEY"
-#: the msgpack extension code of a sealed value (the top of the user range, reserved)
-CODE = 127
+#: the msgpack extension code of a sealed value (one of statecore's own codes)
+CODE = SEALED_CODE
 _VERSION = 1
 _HEADER = 1 + 8 + 12 + 2
 
@@ -88,14 +88,17 @@ def current_key() -> bytes | None:
     """The key in ``STATECORE_ENCRYPTION_KEY`` (None when unset or empty).
 
     Raises:
-        EncryptionError: the variable is set but is not base64 of 32 bytes.
+        EncryptionError: the variable is set but is not base64 of 32 bytes, or the
+            ``cryptography`` package is not installed.
     """
     text = os.environ.get(ENV_KEY)
     if not text:
         return None
     key = _parsed.get(text)
     if key is None:
-        key = _parsed[text] = _parse_key(text)
+        key = _parse_key(text)
+        _aead(key)  # cryptography missing: say so now, not at the first result
+        _parsed[text] = key
     return key
 
 
@@ -140,17 +143,33 @@ class Encrypted(Sealed):
         )
 
 
+_ciphers: dict[bytes, Any] = {}
+
+
+def _aead(key: bytes) -> Any:
+    """The AES-GCM cipher of ``key``, made once (making one costs more than a seal)."""
+    cipher = _ciphers.get(key)
+    if cipher is None:
+        try:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        except ImportError as exc:
+            raise EncryptionError(
+                f"{ENV_KEY} is set but the cryptography package is not installed: "
+                "pip install 'statecore[encryption]'"
+            ) from exc
+        cipher = _ciphers[key] = AESGCM(key)
+    return cipher
+
+
 def seal(value: Any, key: bytes, origin: tuple[Any, ...]) -> Sealed:
     """``value`` encrypted with ``key`` for ``origin`` (run id, task, index, attempt, state).
 
     Raises:
         SerializationError: ``value`` cannot be encoded (as it could not be unencrypted).
     """
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     ad = packb(list(origin))
     nonce = os.urandom(12)
-    body = AESGCM(key).encrypt(nonce, packb(value), ad)
+    body = _aead(key).encrypt(nonce, packb(value), ad)
     head = bytes([_VERSION]) + _key_id(key) + nonce + len(ad).to_bytes(2, "big")
     return Sealed(head + ad + body)
 
@@ -182,10 +201,9 @@ def unseal(blob: bytes, key: bytes | None) -> Any:
             f"{ENV_KEY} holds key id {_key_id(key).hex()})",
         )
     from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     try:
-        plain = AESGCM(key).decrypt(nonce, body, ad)
+        plain = _aead(key).decrypt(nonce, body, ad)
     except InvalidTag:
         return Encrypted(blob, where, "its bytes were altered (the authentication tag fails)")
     return unpackb(plain)
@@ -195,9 +213,7 @@ def _encode(value: Sealed) -> bytes:
     return value.blob
 
 
-def _decode(blob: Any) -> Any:
-    if not isinstance(blob, bytes):
-        raise ValueError("a sealed value's content is not bytes")
+def _decode(blob: bytes) -> Any:
     try:
         key = current_key()
     except EncryptionError as exc:  # a malformed key reads as no key, saying so
@@ -243,4 +259,4 @@ def check_inputs(task: str, inputs: dict[str, Any]) -> None:
 if __name__ == "__main__":  # run as a command, the package's own copy is registered
     print(new_key())  # the module's command: a key for the environment
 else:
-    register_serializer(Sealed, code=CODE, encode=_encode, decode=_decode)
+    register_sealed(Sealed, _encode, _decode)

@@ -23,7 +23,7 @@ from statecore.errors import SerializationError
 from statecore.events import KIND_STATE, LogRecord, Note, StateChanged, encode_state_change
 from statecore.fold import RunView
 from statecore.graph import Graph
-from statecore.runners import encryption
+from statecore.runners.encryption import current_key, seal
 from statecore.runners.journal import Journal
 from statecore.runners.leases import now_ns
 from statecore.scrubbing import holds_secret_bytes, scrub, with_message
@@ -69,7 +69,7 @@ class Recorder:
         self.pending_logs = pending_logs
         self.on_change = on_change
         #: STATECORE_ENCRYPTION_KEY, read once: results are sealed with it when set
-        self.key = encryption.current_key()
+        self.key = current_key()
 
     def task(
         self,
@@ -173,9 +173,9 @@ class Recorder:
         assert self.key is not None
         origin = (self.view.run_id, key, index, attempt, state)
         if result is not None:
-            result = encryption.seal(result, self.key, origin)
+            result = seal(result, self.key, origin)
         if extra and extra.get("cached_inputs"):
-            sealed = encryption.seal(extra["cached_inputs"], self.key, (*origin, "cached_inputs"))
+            sealed = seal(extra["cached_inputs"], self.key, (*origin, "cached_inputs"))
             extra = {**extra, "cached_inputs": sealed}
         return result, extra
 
