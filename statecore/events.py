@@ -224,34 +224,114 @@ def decode_payload(run_id: str, seq: int, kind: str, payload: bytes) -> Body:
     """
     try:
         items = unpackb(payload)
-        version = items[0]
     except Exception as exc:
         raise CorruptEvent(
-            f"run {run_id!r}, event {seq}: payload cannot be decoded ({exc})"
-        ) from exc
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+            f"run {run_id!r}, event {seq}: payload cannot be decoded ({_brief(exc)})"
+        ) from None
+    if type(items) is not list or not items:
+        raise CorruptEvent(f"run {run_id!r}, event {seq}: payload is not an event body")
+    version = items[0]
+    if type(version) is not int or version > SCHEMA_VERSION or version < 1:
         raise SchemaVersionError(
             f"run {run_id!r}, event {seq}: written with event schema "
-            f"{version!r}, newer than this statecore's {SCHEMA_VERSION}; upgrade statecore"
+            f"{_brief(version)}, not one this statecore reads (its own is {SCHEMA_VERSION}); "
+            "upgrade statecore if the log is newer"
         )
-    try:
-        if kind == KIND_STATE:
-            _, task, index, prev, new, attempt, message, result, stored, extra = items
-            return StateChanged(task, index, prev, new, attempt, message, result, stored, extra)
-        if kind == KIND_RUN:
-            _, flow_name, graph, parameters, parent = items
-            return RunStarted(flow_name, graph, parameters, parent)
-        if kind == KIND_LOG:
-            _, task, index, level, message = items
-            return LogRecord(task, index, level, message)
-        if kind == KIND_NOTE:
-            _, code, message, data = items
-            return Note(code, message, data)
-    except (TypeError, ValueError) as exc:
-        raise CorruptEvent(
-            f"run {run_id!r}, event {seq}: malformed {kind!r} payload ({exc})"
-        ) from exc
-    raise CorruptEvent(f"run {run_id!r}, event {seq}: unknown kind {kind!r}")
+    shape = _SHAPES.get(kind)
+    if shape is None:
+        raise CorruptEvent(f"run {run_id!r}, event {seq}: unknown kind {_brief(kind)}")
+    problem = _check(items, shape)
+    if problem is not None:
+        raise CorruptEvent(f"run {run_id!r}, event {seq}: malformed {kind!r} payload ({problem})")
+    if kind == KIND_STATE:
+        _, task, index, prev, new, attempt, message, result, stored, extra = items
+        return StateChanged(task, index, prev, new, attempt, message, result, stored, extra)
+    if kind == KIND_RUN:
+        _, flow_name, graph, parameters, parent = items
+        return RunStarted(flow_name, graph, parameters, parent)
+    if kind == KIND_LOG:
+        _, task, index, level, message = items
+        return LogRecord(task, index, level, message)
+    _, code, message, data = items
+    return Note(code, message, data)
+
+
+# Each body's fields: the types a field may have (None where it is optional), checked
+# before a body is built, so a damaged or hostile payload is named, never folded.
+_N = type(None)
+_SHAPES: dict[str, tuple[tuple[type, ...], ...]] = {
+    KIND_STATE: (
+        (int,),
+        (str, _N),
+        (int, _N),
+        (str,),
+        (str,),
+        (int,),
+        (str, _N),
+        (object,),
+        (bool,),
+        (dict, _N),
+    ),
+    KIND_RUN: ((int,), (str,), (dict,), (dict,), (str, _N)),
+    KIND_LOG: ((int,), (str, _N), (int, _N), (str,), (str,)),
+    KIND_NOTE: ((int,), (str,), (str,), (dict, _N)),
+}
+#: how deeply a payload may nest (a result, a graph, parameters): deeper is hostile, and
+#: would exhaust the stack of whatever walks it (repr, JSON, rendering)
+MAX_DEPTH = 100
+
+
+def _check(items: list[Any], shape: tuple[tuple[type, ...], ...]) -> str | None:
+    if len(items) != len(shape):
+        return f"{len(items)} fields, not {len(shape)}"
+    for n, (value, types) in enumerate(zip(items, shape, strict=True)):
+        if object not in types and type(value) not in types:
+            return f"field {n} is a {type(value).__name__}"
+    if _too_deep(items):
+        return f"nested deeper than {MAX_DEPTH}"
+    if len(shape) == 5 and type(items[2]) is dict:  # a run: its graph's tasks
+        return _check_graph(items[2])
+    return None
+
+
+def _check_graph(graph: dict[Any, Any]) -> str | None:
+    tasks = graph.get("tasks", [])
+    if type(tasks) is not list:
+        return "graph.tasks is not a list"
+    for task in tasks:
+        if type(task) is not dict or type(task.get("key")) is not str:
+            return "a graph task has no key"
+        if type(task.get("name", "")) is not str:
+            return "a graph task's name is not text"
+    return None
+
+
+def _too_deep(value: Any) -> bool:
+    """True if ``value`` nests lists, tuples, sets or dicts deeper than MAX_DEPTH."""
+    level = [value]
+    for _ in range(MAX_DEPTH + 1):
+        nxt: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nxt.extend(item.keys())
+                nxt.extend(item.values())
+            elif isinstance(item, list | tuple | set | frozenset):
+                nxt.extend(item)
+        if not nxt:
+            return False
+        level = nxt
+    return True
+
+
+def _brief(value: Any) -> str:
+    """A short, safe description of a hostile value (its repr may recurse or be huge)."""
+    if isinstance(value, str | int | float | bool | bytes | BaseException) or value is None:
+        try:
+            text = repr(value) if not isinstance(value, BaseException) else str(value)
+        except Exception:
+            text = f"<{type(value).__name__}>"
+        return text if len(text) <= 80 else text[:77] + "..."
+    return f"a {type(value).__name__}"
 
 
 class _FastStoredEvent:

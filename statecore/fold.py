@@ -397,7 +397,16 @@ class RunView:
                         v, task, index, prev, new, attempt, message, result, stored, extra = items
                     except (TypeError, ValueError):
                         v = None
-                    if v != version or type(items) is not list:
+                    if (
+                        v != version
+                        or type(items) is not list
+                        or type(new) is not str
+                        or type(prev) is not str
+                        or type(attempt) is not int
+                        or (message is not None and type(message) is not str)
+                        or (extra is not None and type(extra) is not dict)
+                        or type(stored) is not bool
+                    ):
                         # undecodable, or not the current layout: decode_payload names
                         # the problem (or reads an older layout)
                         change = decode_payload(run_id, seq, kind, payload)
