@@ -382,3 +382,68 @@ def test_stale_holder_gets_lease_lost_after_a_resume_took_the_run_over(
     assert isinstance(error, LeaseLost), (
         f"the stale driver's append failed with {type(error).__name__}: {error}"
     )
+
+
+# -- taking over a dead holder's lease, racing ----------------------------------------------
+
+
+def dead_owner() -> str:
+    """The owner string of a process of this host that has exited."""
+    probe = subprocess.Popen(["true"])
+    probe.wait()
+    return f"{socket.gethostname()}:{probe.pid}:deadbeef"
+
+
+def test_a_takeover_holds_against_racers_that_read_the_dead_lease(
+    shared_store: tuple[Store, str],
+) -> None:
+    """Two resumers read the same dead holder's lease (30 s left): the first takes the
+    run over; the second, acting on that stale read, asks "after" the dead lease's
+    expiry too, and must be refused, before and after the winner's keeper renews."""
+    from statecore.runners.execution import RunOptions
+    from statecore.runners.session import DriverSession
+
+    store, _ = shared_store
+    run_id = "takeover-race"
+    dead = store.acquire_lease(run_id, owner=dead_owner(), ttl=30.0, now=time.time_ns())
+    winner = DriverSession(store, run_id, RunOptions(lease_ttl=15.0, lease_renew=0.05))
+    try:
+        winner.acquire()
+        assert winner.took_over_from == dead.owner
+        assert winner.lease is not None and winner.lease.epoch == dead.epoch + 1
+        for renewals in range(3):
+            with pytest.raises(LeaseHeld, match=winner.lease.owner):
+                store.acquire_lease(run_id, owner="racer:1:x", ttl=15.0, now=dead.expires + 1)
+            keeper = winner.keeper
+            assert keeper is not None
+            before = keeper.lease
+            wait_until(lambda k=keeper, b=before: k.lease is not b, f"renewal {renewals + 1}")
+            assert keeper.lease.expires >= before.expires  # never renewed down
+        winner.check_start()  # the winner may start bodies all along
+        # a resumer that reads the lease now is refused naming the live winner
+        loser = DriverSession(store, run_id, RunOptions())
+        with pytest.raises(LeaseHeld, match=winner.lease.owner):
+            loser.acquire()
+    finally:
+        winner.release()
+
+
+def test_no_body_starts_once_the_lease_is_lost(store: Store) -> None:
+    from statecore.runners.execution import RunOptions
+    from statecore.runners.session import DriverSession
+
+    run_id = "gate"
+    session = DriverSession(store, run_id, RunOptions(lease_ttl=0.3, lease_renew=0.05))
+    session.acquire()
+    try:
+        session.check_start()
+        keeper = session.keeper
+        assert keeper is not None
+        # another driver takes the run over once the lease lapses (renewals stopped)
+        keeper.stop()
+        wait_for_expiry(store, run_id)
+        store.acquire_lease(run_id, owner="other:1:x", ttl=30.0, now=time.time_ns())
+        with pytest.raises(LeaseLost):
+            session.check_start()
+    finally:
+        session.release()

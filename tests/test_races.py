@@ -75,12 +75,6 @@ def test_eight_appenders_share_one_store(url: str, tmp_path: Path) -> None:
     assert many_appenders(url, tmp_path, "ci") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a driver frozen past its lease keeps starting the bodies left in its thread "
-    "workers' batches when it wakes (ThreadExecutor._work runs a whole batch without "
-    "checking the lease), re-running children the driver that took over logged Success",
-)
 def test_a_driver_frozen_past_its_lease_starts_no_body_when_it_wakes(tmp_path: Path) -> None:
     """SIGSTOP the driver mid-map for longer than its 1 s lease; another driver takes the
     expired lease and finishes the run; SIGCONT: the frozen driver must start no body
@@ -88,11 +82,5 @@ def test_a_driver_frozen_past_its_lease_starts_no_body_when_it_wakes(tmp_path: P
     assert frozen_holder(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Driver._acquire_lease re-raises the store's first LeaseHeld, which names the "
-    "dead holder, when the lease it then reads is a live new holder's (seen in 2 of 40 "
-    "rounds of 8 racing resumers)",
-)
 def test_a_refused_resumer_names_the_live_holder(tmp_path: Path) -> None:
     assert refused_after_takeover(f"sqlite:///{tmp_path / 'runs.db'}", tmp_path) == []

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from statecore.decide import RunTask, entity_run
+from statecore.errors import LeaseLost
 from statecore.events import LogRecord
 from statecore.fold import RunView
 from statecore.graph import Graph
@@ -50,6 +51,7 @@ class Dispatcher:
         record: Recorder,
         logs: tuple[RunLogger, deque[LogRecord]],
         settle: Settle,
+        gate: Callable[[], None],
     ) -> None:
         self.graph = graph
         self.view = view
@@ -59,6 +61,8 @@ class Dispatcher:
         self.record = record
         self.logger, self.pending_logs = logs
         self.settle = settle
+        #: returns when a body may start (the lease is valid now), raises LeaseLost if not
+        self.gate = gate
         self.executor: Executor | None = None
         #: attempts on the executor, by the token they were handed out with
         self.in_flight: dict[int, RunTask] = {}
@@ -76,6 +80,7 @@ class Dispatcher:
             journal = self.record.journal
             for rt in runs:
                 self.inline = rt
+                self.gate()
                 journal.leave()  # the committer keeps the window while the body runs
                 try:
                     outcome = self.bodies.execute(rt)
@@ -98,6 +103,9 @@ class Dispatcher:
             return
         if self.executor is None:
             self.executor = self.runner.make_executor(self.logger, self.bodies.resolve_secret)
+            gate_starts = getattr(self.executor, "gate_starts", None)
+            if gate_starts is not None:
+                gate_starts(self.gate)
         # Batches amortise the executor's hand-off over many short tasks; one batch per
         # worker keeps every worker busy when the bodies are long.
         size = max(1, -(-len(remote) // self.executor.workers))
@@ -124,6 +132,8 @@ class Dispatcher:
             if rt is None:
                 continue  # logged as interrupted already
             if isinstance(outcome[0], Interrupt):
+                if isinstance(outcome[0].original, LeaseLost):
+                    raise outcome[0].original  # the run is another driver's now
                 in_flight[token] = rt  # still unfinished: logged as interrupted
                 outcome[0].owner = rt
                 raise outcome[0]

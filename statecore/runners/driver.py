@@ -116,6 +116,7 @@ class Driver:
             self.record,
             (self.logger, self.pending_logs),
             self._settle,
+            self.session.check_start,
         )
         #: LOOP iterations to start again
         self.redispatch: list[RunTask] = []

@@ -22,6 +22,7 @@ from statecore.context import (
     set_context,
     set_secret_resolver,
 )
+from statecore.errors import StatecoreError
 from statecore.events import LogRecord
 from statecore.signals import TaskTimeoutSignal
 from statecore.tasks import Task
@@ -276,6 +277,10 @@ def options_of(runner: Runner) -> RunOptions:
     )
 
 
+def _always() -> None:
+    """The start gate of an executor no driver has gated: every body may start."""
+
+
 class ThreadExecutor:
     """Attempts on this process's daemon threads; log lines go straight to the driver.
 
@@ -296,6 +301,13 @@ class ThreadExecutor:
         self._todo: queue.SimpleQueue[Sequence[tuple[int, Attempt]] | None] = queue.SimpleQueue()
         self._done: queue.SimpleQueue[Done] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._gate: Callable[[], None] = _always
+
+    def gate_starts(self, gate: Callable[[], None]) -> None:
+        """Call ``gate`` before each body starts: it returns when the body may start and
+        raises (LeaseLost) when it must not; a batch handed out before the driver was
+        frozen past its lease then starts nothing once it wakes."""
+        self._gate = gate
 
     def _work(self) -> None:
         todo, done = self._todo, self._done
@@ -303,6 +315,11 @@ class ThreadExecutor:
         put = done.put
         while (batch := todo.get()) is not None:
             for token, attempt in batch:
+                try:
+                    self._gate()
+                except StatecoreError as exc:
+                    put((token, (Interrupt(exc), None, 0, time.time_ns()), ()))
+                    break
                 try:
                     outcome = run_attempt(attempt, logger=logger, resolve_secret=resolve)
                 except Interrupt as exc:

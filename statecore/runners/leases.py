@@ -61,13 +61,38 @@ class LeaseKeeper:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
+            # never earlier than the expiry it has: a lease taken over "after" a dead
+            # holder's expiry must stay held past that instant (see DriverSession.acquire)
+            lease = self.lease
+            now = max(now_ns(), lease.expires - int(self.ttl * 1e9))
             try:
-                self.lease = self.store.renew_lease(self.lease, ttl=self.ttl, now=now_ns())
+                self.lease = self.store.renew_lease(lease, ttl=self.ttl, now=now)
             except LeaseLost as exc:
                 self.lost = exc
                 return
             except StatecoreError:
                 continue
+
+    def check_start(self) -> None:
+        """Return once a body may start under this lease: it has not lapsed by this
+        process's clock (with a tenth of its ttl to spare). Past that, this process was
+        frozen or starved, or the store is slow: wait for the keeper's next renewal, which
+        either extends the lease or finds another driver took the run over.
+
+        Raises:
+            LeaseLost: another process has taken the run over, or the keeper stopped.
+        """
+        spare = int(self.ttl * 1e8)
+        while True:
+            if self.lost is not None:
+                raise LeaseLost(
+                    f"run {self.lease.run_id!r}: no body starts, the lease is lost ({self.lost})"
+                )
+            if now_ns() < self.lease.expires - spare:
+                return
+            if self._stop.is_set():
+                raise LeaseLost(f"run {self.lease.run_id!r}: the lease keeper has stopped")
+            time.sleep(min(self.every, 0.05))
 
     def stop(self) -> None:
         """Stop renewing (the caller releases the lease)."""

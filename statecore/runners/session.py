@@ -91,17 +91,25 @@ class DriverSession:
             lease = store.acquire_lease(run_id, owner=new_owner(), ttl=ttl, now=now)
         except LeaseHeld:
             held = store.get_lease(run_id)
-            if held is None or not holder_is_dead(held.owner):
-                raise
-            # The holder ran on this host and its process is gone: its lease can only
-            # lapse, so take the run over now instead of waiting for the expiry.
-            lease = store.acquire_lease(
-                run_id, owner=new_owner(), ttl=ttl, now=max(now, held.expires + 1)
-            )
-            # taken "after" the old expiry; bring its own expiry back to now + ttl
-            lease = store.renew_lease(lease, ttl=ttl, now=now)
-            self.took_over_from = held.owner
-            previous = held
+            if held is None:  # released between the two reads: ask once more
+                lease = store.acquire_lease(run_id, owner=new_owner(), ttl=ttl, now=now_ns())
+            elif not holder_is_dead(held.owner):
+                # name the live holder read now (the refusal may name one that was
+                # taken over from since)
+                raise LeaseHeld(
+                    f"run {run_id!r} is being driven by {held.owner} (lease epoch {held.epoch})"
+                ) from None
+            else:
+                # The holder ran on this host and its process is gone: its lease can
+                # only lapse, so take the run over now instead of waiting for the expiry,
+                # by acquiring "after" it. The new lease keeps that later expiry (the
+                # keeper never renews it down): every racer that read the same dead lease
+                # asks "after" the same instant and finds this one still held.
+                lease = store.acquire_lease(
+                    run_id, owner=new_owner(), ttl=ttl, now=max(now, held.expires + 1)
+                )
+                self.took_over_from = held.owner
+                previous = held
         self.lease = lease
         self.keeper = LeaseKeeper(store, lease, ttl, self.options.lease_renew)
         return previous
@@ -121,6 +129,18 @@ class DriverSession:
             )
         self.lease = keeper.lease
         return keeper.lease
+
+    def check_start(self) -> None:
+        """Return once a body may start (the lease is valid now); see
+        :meth:`LeaseKeeper.check_start`.
+
+        Raises:
+            LeaseLost: another process has the run.
+        """
+        keeper = self.keeper
+        if keeper is None:
+            raise LeaseLost(f"run {self.run_id!r}: this driver holds no lease")
+        keeper.check_start()
 
     def release(self) -> None:
         keeper, self.keeper = self.keeper, None
