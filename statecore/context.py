@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Context", "context", "resolve_secret"]
+__all__ = ["Context", "context", "has_secret_resolver", "resolve_secret"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _values: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "statecore_context", default=_EMPTY
 )
-_secret_resolver: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar(
+# the runner's lookup; it takes ``(name, **options)`` (see :func:`resolve_secret`)
+_secret_resolver: contextvars.ContextVar[Callable[..., Any] | None] = contextvars.ContextVar(
     "statecore_secret_resolver", default=None
 )
 
@@ -62,21 +63,36 @@ def reset_context(token: contextvars.Token[Mapping[str, Any]]) -> None:
 
 def set_secret_resolver(
     resolver: Callable[[str], Any] | None,
-) -> contextvars.Token[Callable[[str], Any] | None]:
+) -> contextvars.Token[Callable[..., Any] | None]:
     """Install the runner's secret lookup for this thread."""
     return _secret_resolver.set(resolver)
 
 
-def reset_secret_resolver(token: contextvars.Token[Callable[[str], Any] | None]) -> None:
+def reset_secret_resolver(token: contextvars.Token[Callable[..., Any] | None]) -> None:
     """Restore the secret lookup before :func:`set_secret_resolver`."""
     _secret_resolver.reset(token)
 
 
-def resolve_secret(name: str) -> Any:
-    """The value of secret ``name`` (raises FAIL when it is missing)."""
+def has_secret_resolver() -> bool:
+    """Whether this thread runs a task body whose secrets the run resolves (and scrubs):
+    False outside a run and on a remote worker, which cannot tell the run what to scrub."""
+    return _secret_resolver.get() is not None
+
+
+def resolve_secret(name: str, **options: Any) -> Any:
+    """The value of secret ``name``, learnt by the run so that it is scrubbed from
+    everything the run writes afterwards (raises FAIL when it is missing).
+
+    Args:
+        name: the secret's name.
+        **options: for another API's secrets (the Prefect 1 layer): ``lookup``, a
+            callable ``name -> value or None`` tried after ``flow.run(secrets=...)`` and
+            before the environment; ``convert``, a callable applied to the value found
+            (whose texts are scrubbed as well as the raw value's).
+    """
     resolver = _secret_resolver.get()
     if resolver is None:
         from statecore import signals
 
         raise signals.FAIL(f'Secret "{name}" was not found')
-    return resolver(name)
+    return resolver(name, **options) if options else resolver(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from statecore import signals
@@ -53,14 +53,23 @@ class Bodies:
         self.scheduled_start: int | None = None
         self._real_parameters: dict[str, Any] | None = None
 
-    def resolve_secret(self, name: str) -> Any:
-        """A secret's value: ``secrets=``, then ``STATECORE_SECRET_<NAME>``, then
-        ``<NAME>``; remembered for scrubbing.
+    def resolve_secret(
+        self,
+        name: str,
+        lookup: Callable[[str], Any] | None = None,
+        convert: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """A secret's value: ``secrets=``, then ``lookup`` (another API's own places, as
+        Prefect 1's local secrets), then ``STATECORE_SECRET_<NAME>``, then ``<NAME>``;
+        remembered for scrubbing. ``convert`` (Prefect 1 decodes JSON) is applied to the
+        value found, and the texts of both are scrubbed.
 
         Raises:
             FAIL: ``Secret "NAME" was not found``.
         """
         value: Any = self.secrets.get(name)
+        if value is None and lookup is not None:
+            value = lookup(name)
         if value is None:
             value = os.environ.get(f"STATECORE_SECRET_{name}")
             if value is None:
@@ -69,17 +78,25 @@ class Bodies:
                 value = os.environ.get(name)
         if value is None:
             raise signals.FAIL(f'Secret "{name}" was not found')
-        self.known_secrets.update(_secret_texts(name, value))
+        texts = _secret_texts(name, value)
+        if convert is not None:
+            value = convert(value)
+            for label, text in _secret_texts(name, value).items():
+                texts[label if texts.get(label, text) == text else f"{label}(decoded)"] = text
+        # one C-level update: a body's thread may learn a secret while the driver scrubs
+        self.known_secrets.update(texts)
         return value
 
     def learn_secrets(self) -> None:
         """Resolve every Secret task's value up front (a missing one fails its task
         later), so a parameter equal to a secret from the environment is scrubbed from
-        the first event on, as one given in ``secrets=`` is."""
+        the first event on, as one given in ``secrets=`` is. A Secret task's
+        ``secret_options`` (the Prefect 1 layer's) are its lookup's options."""
         for node in self.graph.nodes:
             if node.is_secret:
+                options = dict(getattr(node.task, "secret_options", None) or {})
                 with contextlib.suppress(signals.FAIL):
-                    self.resolve_secret(node.task.name)
+                    self.resolve_secret(node.task.name, **options)
 
     def parameters(self) -> dict[str, Any]:
         """The run's parameters as its tasks see them: the log holds them scrubbed."""
