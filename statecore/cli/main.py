@@ -294,6 +294,12 @@ def cli() -> None:
     "--max-runs", type=click.IntRange(min=1), default=None, help="With --on-schedule: stop after N."
 )
 @click.option("--catch-up", is_flag=True, help="With --on-schedule: run slots missed while down.")
+@click.option(
+    "--prefect1",
+    is_flag=True,
+    help="Serve `import prefect` with statecore (Prefect 1 flows unchanged); also "
+    "STATECORE_PREFECT1=1.",
+)
 @_store_option
 @translate_errors
 def run(
@@ -303,6 +309,7 @@ def run(
     on_schedule: bool,
     max_runs: int | None,
     catch_up: bool,
+    prefect1: bool,
     store_url: str | None,
 ) -> None:
     """Run the flow FLOW defined in FILE.py (once, or with --on-schedule on its schedule)."""
@@ -311,6 +318,9 @@ def run(
         raise CLIError("--max-runs and --catch-up go with --on-schedule")
     if on_schedule and run_id is not None:
         raise CLIError("--run-id cannot be used with --on-schedule: each slot has its own run id")
+    from statecore.compat import install_if  # the layer only when a run may need it
+
+    install_if(prefect1)
     flow = _load(flow_ref)
     if on_schedule:
         schedule_of(flow, flow_ref)
