@@ -33,6 +33,7 @@ __all__ = [
     "Signal",
     "StateSignal",
     "TaskTimeoutSignal",
+    "signal_from_state",
 ]
 
 
@@ -155,3 +156,24 @@ SIGNAL_CLASSES: dict[str, type[Signal]] = {
         TaskTimeoutSignal,
     )
 }
+
+
+def signal_from_state(state: states.State) -> type[StateSignal]:
+    """The signal class that produces a state of ``state``'s class (Prefect 1's helper).
+
+    >>> signal_from_state(states.Skipped()).__name__
+    'SKIP'
+
+    Raises:
+        ValueError: no signal produces that state (``Pending``, ``Running``, ...).
+    """
+    pending = list(StateSignal.__subclasses__())
+    by_state: dict[type[states.State], type[StateSignal]] = {}
+    while pending:
+        sig = pending.pop()
+        by_state.setdefault(sig.state_class, sig)
+        pending.extend(sig.__subclasses__())
+    try:
+        return by_state[type(state)]
+    except KeyError:
+        raise ValueError(f"No signal matches the provided state: {state!r}") from None

@@ -1,0 +1,54 @@
+"""The conftest that replaces Prefect 1.4.1's own ``tests/conftest.py`` in the temporary copy.
+
+Prefect's conftest starts Dask clusters and sets Cloud/Server configuration; here the
+``executor`` fixture gives statecore runners under Prefect's executor names instead:
+
+- ``local``, ``sync``: :class:`statecore.runners.LocalRunner` with one worker (in order, in
+  the calling thread, as Prefect's local and synchronous executors run);
+- ``mthread``, ``threaded_local``: ``LocalRunner`` with four worker threads;
+- ``mproc``, ``mproc_local``: :class:`statecore.runners.DaskRunner` on one session-wide
+  ``distributed`` cluster of two worker processes (as Prefect's conftest shares one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def _dask_client() -> Iterator[Any]:
+    from distributed import Client
+
+    with Client(
+        processes=True,
+        n_workers=2,
+        threads_per_worker=1,
+        scheduler_port=0,
+        dashboard_address=":0",
+    ) as client:
+        yield client
+
+
+@pytest.fixture()
+def _switch(request: pytest.FixtureRequest) -> Callable[[str], Any]:
+    from statecore.runners import DaskRunner, LocalRunner
+
+    def make(name: str) -> Any:
+        if name in ("local", "sync"):
+            return LocalRunner(max_workers=1)
+        if name in ("mthread", "threaded_local"):
+            return LocalRunner(max_workers=4)
+        if name in ("mproc", "mproc_local"):
+            return DaskRunner(client=request.getfixturevalue("_dask_client"))
+        raise ValueError(f"unknown executor fixture {name!r}")
+
+    return make
+
+
+@pytest.fixture()
+def executor(request: pytest.FixtureRequest, _switch: Callable[[str], Any]) -> Any:
+    """Prefect's parametrized ``executor`` fixture, as a statecore runner."""
+    return _switch(getattr(request, "param", "local"))
