@@ -205,7 +205,7 @@ def _run_pytest(work: Path, out: Path, extra: list[str]) -> int:
         "python_files=test_*.py",
         "--rootdir",
         str(work),
-        "--timeout=120",
+        "--timeout=20",
         "-q",
         "--no-header",
         "-rN",

@@ -37,13 +37,18 @@ def _switch(request: pytest.FixtureRequest) -> Callable[[str], Any]:
     from statecore.runners import DaskRunner, LocalRunner
 
     def make(name: str) -> Any:
+        runner: Any
         if name in ("local", "sync"):
-            return LocalRunner(max_workers=1)
-        if name in ("mthread", "threaded_local"):
-            return LocalRunner(max_workers=4)
-        if name in ("mproc", "mproc_local"):
-            return DaskRunner(client=request.getfixturevalue("_dask_client"))
-        raise ValueError(f"unknown executor fixture {name!r}")
+            runner = LocalRunner(max_workers=1)
+        elif name in ("mthread", "threaded_local"):
+            runner = LocalRunner(max_workers=4)
+        elif name in ("mproc", "mproc_local"):
+            runner = DaskRunner(client=request.getfixturevalue("_dask_client"))
+        else:
+            raise ValueError(f"unknown executor fixture {name!r}")
+        # the plugin passes only these on from flow.run(executor=...) as runner=
+        runner._prefect1_harness_runner = True
+        return runner
 
     return make
 
