@@ -1,6 +1,6 @@
 """Schedule filters, as in Prefect Core 1.4.1: ``Callable[[datetime], bool]``.
 
-A filter sees a candidate start time in its clock's time zone (a ``CronClock`` or
+A filter sees a dt start time in its clock's time zone (a ``CronClock`` or
 ``IntervalClock`` with a ``start_date`` in Europe/Paris hands it Paris times), so
 ``is_weekday`` and ``between_times`` mean local days and hours.
 
@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
+import datetime as _dt
 from collections.abc import Callable
 
 __all__ = [
@@ -34,23 +34,23 @@ __all__ = [
     "on_datetime",
 ]
 
-Filter = Callable[[dt.datetime], bool]
+Filter = Callable[[_dt.datetime], bool]
 
 
-def on_datetime(when: dt.datetime) -> Filter:
+def on_datetime(when: _dt.datetime) -> Filter:
     """Allow only the instant ``when``."""
 
-    def _on_datetime(candidate: dt.datetime) -> bool:
-        return candidate == when
+    def _on_datetime(dt: _dt.datetime) -> bool:
+        return dt == when
 
     return _on_datetime
 
 
-def between_datetimes(start: dt.datetime, end: dt.datetime) -> Filter:
+def between_datetimes(start: _dt.datetime, end: _dt.datetime) -> Filter:
     """Allow instants from ``start`` to ``end``, both included."""
 
-    def _between_datetimes(candidate: dt.datetime) -> bool:
-        return start <= candidate <= end
+    def _between_datetimes(dt: _dt.datetime) -> bool:
+        return start <= dt <= end
 
     return _between_datetimes
 
@@ -58,8 +58,8 @@ def between_datetimes(start: dt.datetime, end: dt.datetime) -> Filter:
 def on_date(month: int, day: int) -> Filter:
     """Allow one calendar day (``month``, ``day``) in any year."""
 
-    def _on_date(candidate: dt.datetime) -> bool:
-        return (candidate.month, candidate.day) == (month, day)
+    def _on_date(dt: _dt.datetime) -> bool:
+        return (dt.month, dt.day) == (month, day)
 
     return _on_date
 
@@ -72,8 +72,8 @@ def between_dates(start_month: int, start_day: int, end_month: int, end_day: int
     """
     start, end = (start_month, start_day), (end_month, end_day)
 
-    def _between_dates(candidate: dt.datetime) -> bool:
-        day = (candidate.month, candidate.day)
+    def _between_dates(dt: _dt.datetime) -> bool:
+        day = (dt.month, dt.day)
         # Prefect 1 compares the months to decide whether the window wraps
         if start_month <= end_month:
             return start <= day <= end
@@ -82,20 +82,20 @@ def between_dates(start_month: int, start_day: int, end_month: int, end_day: int
     return _between_dates
 
 
-def at_time(t: dt.time) -> Filter:
+def at_time(t: _dt.time) -> Filter:
     """Allow only the time of day ``t`` (local to the clock)."""
 
-    def _at_time(candidate: dt.datetime) -> bool:
-        return candidate.time() == t
+    def _at_time(dt: _dt.datetime) -> bool:
+        return dt.time() == t
 
     return _at_time
 
 
-def between_times(start: dt.time, end: dt.time) -> Filter:
+def between_times(start: _dt.time, end: _dt.time) -> Filter:
     """Allow times of day from ``start`` to ``end``, included; ``start > end`` wraps midnight."""
 
-    def _between_times(candidate: dt.datetime) -> bool:
-        t = candidate.time()
+    def _between_times(dt: _dt.datetime) -> bool:
+        t = dt.time()
         if start <= end:
             return start <= t <= end
         return t >= start or t <= end
@@ -103,14 +103,14 @@ def between_times(start: dt.time, end: dt.time) -> Filter:
     return _between_times
 
 
-def is_weekday(candidate: dt.datetime) -> bool:
+def is_weekday(dt: _dt.datetime) -> bool:
     """Monday to Friday."""
-    return candidate.weekday() < 5
+    return dt.weekday() < 5
 
 
-def is_weekend(candidate: dt.datetime) -> bool:
+def is_weekend(dt: _dt.datetime) -> bool:
     """Saturday or Sunday."""
-    return candidate.weekday() > 4
+    return dt.weekday() > 4
 
 
 def is_day_of_week(day_of_week: int) -> Filter:
@@ -120,17 +120,17 @@ def is_day_of_week(day_of_week: int) -> Filter:
     ``weekday()``.)
     """
 
-    def _is_day_of_week(candidate: dt.datetime) -> bool:
-        return candidate.weekday() == day_of_week
+    def _is_day_of_week(dt: _dt.datetime) -> bool:
+        return dt.weekday() == day_of_week
 
     return _is_day_of_week
 
 
-def is_month_start(candidate: dt.datetime) -> bool:
+def is_month_start(dt: _dt.datetime) -> bool:
     """The first day of a month."""
-    return candidate.day == 1
+    return dt.day == 1
 
 
-def is_month_end(candidate: dt.datetime) -> bool:
+def is_month_end(dt: _dt.datetime) -> bool:
     """The last day of a month."""
-    return (candidate.date() + dt.timedelta(days=1)).month != candidate.month
+    return (dt.date() + _dt.timedelta(days=1)).month != dt.month
