@@ -10,9 +10,11 @@ outcome are what they are without the notifier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -142,7 +144,7 @@ class _PortZeroController(Controller):
         super().__init__(handler, hostname="127.0.0.1", port=self._sock.getsockname()[1], **kwargs)
 
     def _create_server(self) -> Any:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
 
 
 @dataclass
@@ -151,14 +153,11 @@ class SMTPSink:
     port: int
 
 
-@pytest.fixture
-def smtp_sink() -> Iterator[SMTPSink]:
+@contextlib.contextmanager
+def smtp_server(**kwargs: Any) -> Iterator[SMTPSink]:
     mailbox = _Mailbox()
     controller = _PortZeroController(
-        mailbox,
-        loop=asyncio.new_event_loop(),
-        authenticator=mailbox.authenticate,
-        auth_require_tls=False,  # plain SMTP on 127.0.0.1: smtp_type="INSECURE"
+        mailbox, loop=asyncio.new_event_loop(), authenticator=mailbox.authenticate, **kwargs
     )
     controller.start()
     try:
@@ -166,6 +165,70 @@ def smtp_sink() -> Iterator[SMTPSink]:
     finally:
         controller.stop()
         controller.loop.close()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SMTPSink]:
+    # plain SMTP on 127.0.0.1 (smtp_type="INSECURE"), so AUTH is allowed without TLS
+    with smtp_server(auth_require_tls=False) as sink:
+        yield sink
+
+
+@dataclass
+class SelfSigned:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.cert))
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> SelfSigned:
+    """A self-signed certificate for 127.0.0.1 (cryptography, a dependency of the dev
+    tools), trusted by the client contexts the tests pass as ``ssl_context``."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    paths = SelfSigned(folder / "cert.pem", folder / "key.pem")
+    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -587,6 +650,44 @@ def test_gmail_wrong_password_and_closed_port_are_warnings(
     assert smtp_sink.mailbox.messages == []
 
 
+@pytest.mark.parametrize("smtp_type", ["SSL", "STARTTLS"])
+def test_gmail_over_tls_with_a_self_signed_certificate(
+    smtp_type: str,
+    self_signed: SelfSigned,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("EMAIL_USERNAME", "ops@example.com")
+    monkeypatch.setenv("EMAIL_PASSWORD", EMAIL_PASSWORD)
+    server_options: dict[str, Any] = (
+        # implicit TLS: aiosmtpd cannot see that the wrapped socket is encrypted, so it
+        # is told AUTH needs no STARTTLS here
+        {"ssl_context": self_signed.server_context(), "auth_require_tls": False}
+        if smtp_type == "SSL"
+        else {"tls_context": self_signed.server_context(), "require_starttls": True}
+    )
+    with smtp_server(**server_options) as sink:
+        options: dict[str, Any] = {
+            "smtp_server": "127.0.0.1",
+            "smtp_port": sink.port,
+            "smtp_type": smtp_type,
+            "timeout": 5,
+        }
+        with caplog.at_level(logging.WARNING, logger="statecore.notifications"):
+            # the system's trust store does not know the certificate: refused, a warning
+            gmail_notifier(Flow("f"), Running(), Failed("x"), **options)
+        # (the server's own logger reports the failed handshake too: only ours counted)
+        [warning] = [r.getMessage() for r in caplog.records if r.name.startswith("statecore")]
+        assert "CERTIFICATE_VERIFY_FAILED" in warning
+        assert sink.mailbox.messages == []
+
+        trusting = gmail_notifier(ssl_context=self_signed.client_context(), raise_errors=True)
+        trusting(Flow("f"), Running(), Failed("x"), **options)
+        assert sink.mailbox.logins == [("ops@example.com", EMAIL_PASSWORD)]
+        [(_, rcpt_tos, content)] = sink.mailbox.messages
+        assert rcpt_tos == ["ops@example.com"] and b"f is now in a Failed state" in content
+
+
 def test_gmail_defaults_are_prefect1s() -> None:
     options = gmail_notifier.options
     assert (options["smtp_server"], options["smtp_port"], options["smtp_type"]) == (
@@ -595,6 +696,33 @@ def test_gmail_defaults_are_prefect1s() -> None:
         "SSL",
     )
     assert options["timeout"] == 10.0
+
+
+def test_every_state_class_has_its_own_colour() -> None:
+    import statecore.states as states_module
+    from statecore.notifications.message import colour
+
+    classes = [
+        c for c in vars(states_module).values() if isinstance(c, type) and issubclass(c, State)
+    ]
+    assert len(classes) >= 17
+    colours = {colour(c()) for c in classes}
+    assert len(colours) == len(classes)
+
+
+def test_prefect1_formatter_names_and_out_of_scope_snowflake() -> None:
+    from statecore.notifications import (
+        email_message_formatter,
+        slack_message_formatter,
+        snowflake_logger,
+    )
+
+    state = Failed("x")
+    assert slack_message_formatter(Task(name="t"), state)["attachments"][0]["title"] == "Failed"
+    text = email_message_formatter(Task(name="t"), state, "me@example.com")
+    assert "To: me@example.com" in text and "t is now in a Failed state" in text
+    with pytest.raises(NotImplementedError, match="webhook_notifier"):
+        snowflake_logger(ignore_states=[Running])
 
 
 def test_callback_factory() -> None:

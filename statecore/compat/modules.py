@@ -193,6 +193,9 @@ def _signals() -> dict[str, Any]:
         ),
     )
     names.update(_names("statecore.signals", {"PrefectStateSignal": "StateSignal"}))
+    ours = importlib.import_module("statecore.signals")
+    if hasattr(ours, "signal_from_state"):
+        names["signal_from_state"] = ours.signal_from_state
     return names
 
 

@@ -19,11 +19,11 @@ given ``raise_errors=True``. ``prefect.utilities.notifications`` maps to this mo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from statecore.notifications._notifier import NotificationError, Notifier, lookup_secret
 from statecore.notifications.gmail import gmail_notifier
-from statecore.notifications.message import slack_payload
+from statecore.notifications.message import email_message, slack_payload
 from statecore.notifications.slack import slack_notifier
 from statecore.notifications.webhook import webhook_notifier
 from statecore.states import State
@@ -32,10 +32,13 @@ __all__ = [
     "NotificationError",
     "Notifier",
     "callback_factory",
+    "email_message_formatter",
     "gmail_notifier",
     "lookup_secret",
+    "slack_message_formatter",
     "slack_notifier",
     "slack_payload",
+    "snowflake_logger",
     "webhook_notifier",
 ]
 
@@ -61,3 +64,32 @@ def callback_factory(
         return new_state
 
     return state_handler
+
+
+def slack_message_formatter(
+    tracked_obj: Any, state: State, backend_info: bool = True
+) -> dict[str, Any]:
+    """Prefect 1's name for :func:`slack_payload`: the JSON a Slack webhook is sent."""
+    return slack_payload(tracked_obj, state, backend_info)
+
+
+def email_message_formatter(tracked_obj: Any, state: State, email_to: str) -> str:
+    """Prefect 1's e-mail formatter: the whole message (headers, plain and HTML parts) as
+    text, addressed to and from ``email_to``."""
+    message = email_message(
+        tracked_obj, state, email_from=email_to, email_to=email_to, backend_info=True
+    )
+    return message.as_string()
+
+
+def snowflake_logger(*args: Any, **kwargs: Any) -> NoReturn:
+    """Prefect 1's Snowflake logger is out of scope: it needs Prefect's Snowflake task.
+
+    Raises:
+        NotImplementedError: always, saying what to use instead.
+    """
+    raise NotImplementedError(
+        "snowflake_logger is not part of statecore: use webhook_notifier(formatter=...) "
+        "to send state changes to a service, or a state handler of your own that writes "
+        "the row (statecore's run log already keeps every state change: statecore export)"
+    )

@@ -15,8 +15,10 @@ raising behaviour. What is logged or raised never holds the secret values it use
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -77,10 +79,17 @@ COMMON_OPTIONS: dict[str, Any] = {
 def lookup_secret(name: str, notifier: str = "notifier") -> str:
     """The value of secret ``name`` for a notifier.
 
-    Looked up, in order: the runner's secret lookup (:func:`statecore.context.resolve_secret`,
-    which sees ``flow.run(secrets=...)`` and the environment when the runner installed it
-    for the calling thread); the environment variables ``NAME``, ``STATECORE_SECRET_NAME``
-    and ``PREFECT__CONTEXT__SECRETS__NAME`` (Prefect 1's local secrets).
+    Looked up, in order:
+
+    1. the runner's secret lookup (:func:`statecore.context.resolve_secret`), which sees
+       ``flow.run(secrets=...)`` when the runner installed it for the calling thread;
+    2. with the Prefect 1 layer loaded (:mod:`statecore.compat`), its local secrets:
+       ``prefect.context(secrets={...})``;
+    3. the environment variables ``NAME``, ``STATECORE_SECRET_NAME`` and
+       ``PREFECT__CONTEXT__SECRETS__NAME`` (Prefect 1's local secrets).
+
+    A value from Prefect 1's sources (2 and the last variable) is read as Prefect 1 read
+    it: a JSON string literal (``'"https://..."'``) is decoded.
 
     Raises:
         NotificationError: the secret is found nowhere, or is not a non-empty string.
@@ -91,10 +100,11 @@ def lookup_secret(name: str, notifier: str = "notifier") -> str:
     except signals.FAIL:
         value = None  # no resolver in this thread, or it does not know the name
     if value is None:
-        for var in (name, f"STATECORE_SECRET_{name}", f"PREFECT__CONTEXT__SECRETS__{name}"):
-            value = os.environ.get(var)
-            if value is not None:
-                break
+        value = _prefect1_decoded(_compat_local_secret(name))
+    if value is None:
+        value = os.environ.get(name, os.environ.get(f"STATECORE_SECRET_{name}"))
+    if value is None:
+        value = _prefect1_decoded(os.environ.get(f"PREFECT__CONTEXT__SECRETS__{name}"))
     if value is None:
         raise NotificationError(
             f'{notifier}: secret "{name}" was not found; give it in flow.run(secrets=...) '
@@ -104,6 +114,25 @@ def lookup_secret(name: str, notifier: str = "notifier") -> str:
         raise NotificationError(
             f'{notifier}: secret "{name}" must be a non-empty string, not {type(value).__name__}'
         )
+    return value
+
+
+def _compat_local_secret(name: str) -> Any:
+    # Read only when a user already loaded the Prefect 1 layer: importing it here would
+    # make every notifier depend on the compatibility package (and form an import cycle,
+    # since prefect.utilities.notifications is this package).
+    layers = sys.modules.get("statecore.compat._layers")
+    local_secret = getattr(layers, "local_secret", None)
+    return local_secret(name) if callable(local_secret) else None
+
+
+def _prefect1_decoded(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith('"'):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, str) else value
     return value
 
 

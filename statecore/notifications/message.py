@@ -55,11 +55,11 @@ __all__ = ["STATE_COLOURS", "colour", "email_message", "slack_payload", "summary
 
 #: the attachment's side-bar colour by state class; a state takes its nearest ancestor's
 STATE_COLOURS: dict[type[State], str] = {
-    State: "#9e9e9e",
+    State: "#b0b0b0",
     Pending: "#9e9e9e",
     Scheduled: "#8ab4f8",
     Paused: "#f2c94c",
-    Resume: "#8ab4f8",
+    Resume: "#a5c8ff",
     Retrying: "#ff9800",
     Running: "#3b82f6",
     Finished: "#555555",
@@ -69,7 +69,7 @@ STATE_COLOURS: dict[type[State], str] = {
     Skipped: "#7f7f7f",
     Failed: "#d62728",
     TriggerFailed: "#c0392b",
-    ValidationFailed: "#c0392b",
+    ValidationFailed: "#a93226",
     TimedOut: "#e4572e",
     Cancelled: "#607d8b",
     Looped: "#17becf",

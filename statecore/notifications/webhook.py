@@ -122,7 +122,7 @@ def event_body(delivery: Delivery) -> dict[str, Any]:
     event: dict[str, Any] = {
         "kind": "flow" if isinstance(obj, Flow) else "task",
         "name": str(getattr(obj, "name", type(obj).__name__)),
-        "old_state": delivery.old_state.name,
+        "old_state": getattr(delivery.old_state, "name", str(delivery.old_state)),
         "state": new.name,
         "message": new.message,
     }
