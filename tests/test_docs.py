@@ -52,6 +52,24 @@ def test_the_property_testing_example_runs() -> None:
     scope["test_every_flow_finishes_and_replays"]()
 
 
+def test_the_prefect1_notifications_example_runs() -> None:
+    """The migration guide's block, through the Prefect 1 layer: `prefect` imports give
+    statecore's notifier, configured for failures only."""
+    from statecore import compat
+    from statecore.notifications import Notifier
+
+    block = next(b for b in python_blocks() if "slack_notifier(only_states" in b)
+    compat.install()
+    try:
+        scope: dict[str, Any] = {}
+        exec(compile(block, "README.md", "exec"), scope)
+    finally:
+        compat.uninstall()
+    [handler] = scope["load"].state_handlers
+    assert isinstance(handler, Notifier)
+    assert [s.__name__ for s in handler.options["only_states"]] == ["Failed"]
+
+
 @pytest.mark.parametrize(
     "module",
     [
