@@ -15,6 +15,7 @@ returned State's repr and str (and those of every task state in it), the replaye
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,8 +27,9 @@ from click.testing import CliRunner
 from statecore import Flow, Parameter, Secret, context, signals, task
 from statecore.backends import SQLiteStore, Store
 from statecore.cli.main import cli
+from statecore.notifications import webhook_notifier
 from statecore.runners import LocalRunner, replay
-from statecore.states import State
+from statecore.states import State, Success
 
 from .conftest import unique_prefix
 from .secret_canary import assert_absent, new_canary, scan_dir, scan_redis, scan_texts
@@ -153,6 +155,17 @@ def echo(p: str, q: str) -> str:
     return f"{p} / {q}"
 
 
+@task(
+    state_handlers=[
+        # the canary is the notifier's webhook secret: not a URL, so delivery fails and
+        # the notifier warns into the run's log; the warning must not carry the value
+        webhook_notifier(webhook_secret="CANARY", only_states=[Success])
+    ]
+)
+def notified(tok: str) -> int:
+    return len(tok)
+
+
 def canary_flow() -> Flow:
     with Flow("canary") as flow:
         tok = Secret("CANARY")
@@ -176,6 +189,7 @@ def canary_flow() -> Flow:
         cached_with_input(tok)
         cached_plain(p)
         echo(p, q)
+        notified(tok)
     return flow
 
 
@@ -304,6 +318,71 @@ def test_the_cli_prints_no_secret(
     texts = cli_texts(f"sqlite:///{path}", state.run_id, tmp_path / "t.html")
     assert "<secret:CANARY>" in texts["export"] and "<secret:CANARY_ENV>" in texts["export"]
     assert "<secret:CANARY>" in texts["logs"]
+    assert_absent(canaries.scan(scan_texts, texts))
+
+
+def ui_texts(store: Store, run_id: str) -> dict[str, str]:
+    """Every page and API answer `statecore ui` gives about the run: the page, its
+    assets, the runs list, the flow's history, the run (and as of each event), and the
+    details of every task and mapped child."""
+    import json
+    import urllib.request
+
+    from statecore.ui.server import make_server
+
+    from .test_ui_support import serving
+
+    assert make_server  # the real server, over HTTP on a loopback port
+    texts: dict[str, str] = {}
+    with serving(store) as server:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+
+        def fetch(path: str) -> str:
+            with urllib.request.urlopen(base + path, timeout=60) as resp:
+                text: str = resp.read().decode()
+            texts[path] = text
+            return text
+
+        page = fetch("/")
+        for asset in sorted(set(re.findall(r'(/static/[^"\']+)', page))):
+            fetch(asset)
+        fetch("/api/runs")
+        fetch("/api/flows/canary/history")
+        document = json.loads(fetch(f"/api/runs/{run_id}"))
+        for seq in range(1, document["head"] + 1, 7):
+            fetch(f"/api/runs/{run_id}?until={seq}")
+        for key, s in replay(store, run_id).task_states.items():
+            fetch(f"/api/runs/{run_id}/task?key={key}")
+            for i in range(len(getattr(s, "map_states", None) or [])):
+                fetch(f"/api/runs/{run_id}/task?key={key}&index={i}")
+    return texts
+
+
+def test_the_ui_shows_no_secret(sqlite_run: tuple[Path, State], canaries: Canaries) -> None:
+    path, state = sqlite_run
+    store = SQLiteStore(path)
+    try:
+        texts = ui_texts(store, state.run_id)
+    finally:
+        store.close()
+    assert any("/task?key=child" in name and "index=" in name for name in texts)
+    assert any("<secret:CANARY>" in text for text in texts.values())
+    assert_absent(canaries.scan(scan_texts, texts))
+
+
+def test_a_notifier_warning_about_its_secret_is_scrubbed(
+    sqlite_run: tuple[Path, State], canaries: Canaries
+) -> None:
+    path, state = sqlite_run
+    [key] = [k for k in state.result if k.startswith("notified")]
+    assert state.result[key].is_successful()  # the failed delivery changed nothing
+    store = SQLiteStore(path)
+    try:
+        lines = [line for _, line in replay(store, state.run_id).logs if line.task == key]
+    finally:
+        store.close()
+    assert any("webhook_notifier" in line.message for line in lines)
+    texts = {f"log {i}": line.message for i, line in enumerate(lines)}
     assert_absent(canaries.scan(scan_texts, texts))
 
 

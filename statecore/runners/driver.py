@@ -102,6 +102,8 @@ class Driver:
             graph, view, self._journal(), self.known_secrets, self.pending_logs, self.frontier.after
         )
         self.bodies = Bodies(graph, view, secrets, self.known_secrets, self.logger)
+        self.record.resolve_secret = self.bodies.resolve_secret
+        self.record.logger = self.logger
         self.unstored = Unstored(graph, view, self.bodies, self.record)
         self.cache = ResultCache(store, graph, self.record.holds_secret)
         self.logging = RunLogging(graph, self.record.scrub)
@@ -399,12 +401,12 @@ class Driver:
             # Running -> Failed -> Retrying, Running -> Success -> Cached. The log keeps
             # one event, with the state the whole chain ends in.
             running = entity_run(self.view, rt.node, rt.index).state
-            first = record.task_handlers(rt.node, running, state)
+            first = record.task_handlers(rt.node, running, state, rt.index)
             final = settle(
                 node, first, attempt=rt.attempt, now=now, inputs=rt.inputs, parameters=params
             )
             if final is not first:
-                final = record.task_handlers(rt.node, first, final)
+                final = record.task_handlers(rt.node, first, final, rt.index)
             handled = True
         if not node.checkpoint or node.is_secret:
             self.unstored.keep(rt.node, rt.index, final.result)

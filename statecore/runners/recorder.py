@@ -11,13 +11,20 @@ log lines are recorded here too. The driver decides; the recorder writes.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from statecore import machine, signals
 from statecore.backends.base import RunMeta
 from statecore.codec import state_extra
+from statecore.context import (
+    reset_context,
+    reset_secret_resolver,
+    set_context,
+    set_secret_resolver,
+)
 from statecore.decide import SetState, entity_run, signal_state
 from statecore.errors import SerializationError
 from statecore.events import KIND_STATE, LogRecord, Note, StateChanged, encode_state_change
@@ -70,6 +77,35 @@ class Recorder:
         self.on_change = on_change
         #: STATECORE_ENCRYPTION_KEY, read once: results are sealed with it when set
         self.key = current_key()
+        #: the run's secret lookup, installed while state handlers run (a notifier reads
+        #: its webhook or password from ``flow.run(secrets=...)``); set by the driver
+        self.resolve_secret: Callable[..., Any] | None = None
+        #: ``context['logger']`` while task handlers run, so what a handler logs (a
+        #: notifier that could not deliver) is a line of the run's log; set by the driver
+        self.logger: Any = None
+
+    @contextlib.contextmanager
+    def _handler_context(self, node_i: int | None, index: int | None) -> Iterator[None]:
+        """While state handlers run: the run's secret lookup and, as Prefect 1's handlers
+        had ``prefect.context``, the run's and the task's names and the run's logger."""
+        values: dict[str, Any] = {"run_id": self.view.run_id, "flow_name": self.graph.flow_name}
+        if node_i is not None:
+            node = self.graph.nodes[node_i]
+            values.update(
+                task_name=node.name,
+                task_slug=node.key,
+                task_full_name=node.name if index is None else f"{node.name}[{index}]",
+                map_index=index,
+            )
+        if self.logger is not None:
+            values["logger"] = self.logger
+        token = set_context(values)
+        secret_token = set_secret_resolver(self.resolve_secret)
+        try:
+            yield
+        finally:
+            reset_secret_resolver(secret_token)
+            reset_context(token)
 
     def task(
         self,
@@ -91,7 +127,7 @@ class Recorder:
         old = run.state
         node = self.graph.nodes[node_i]
         if handlers and node.has_handlers:
-            new = self.task_handlers(node_i, old, new)
+            new = self.task_handlers(node_i, old, new, index)
         key = node.key
         old_name = type(old).__name__
         new_name = type(new).__name__
@@ -220,15 +256,16 @@ class Recorder:
         except SerializationError:
             return True
 
-    def task_handlers(self, node_i: int, old: State, new: State) -> State:
+    def task_handlers(self, node_i: int, old: State, new: State, index: int | None = None) -> State:
         task = self.graph.nodes[node_i].task
         self.flush_logs()
         self.journal.flush()
         try:
-            for handler in task.state_handlers:
-                new = handler(task, old, new) or new
-            if task.on_failure is not None and new.is_failed():
-                task.on_failure(task, new)
+            with self._handler_context(node_i, index):
+                for handler in task.state_handlers:
+                    new = handler(task, old, new) or new
+                if task.on_failure is not None and new.is_failed():
+                    task.on_failure(task, new)
         except (signals.ENDRUN, signals.StateSignal) as sig:
             return signal_state(sig) or new
         except Exception as exc:
@@ -243,10 +280,11 @@ class Recorder:
             self.flush_logs()
             self.journal.flush()
             try:
-                for handler in flow.state_handlers:
-                    new = handler(flow, old, new) or new
-                if flow.on_failure is not None and new.is_failed():
-                    flow.on_failure(flow, new)
+                with self._handler_context(None, None):
+                    for handler in flow.state_handlers:
+                        new = handler(flow, old, new) or new
+                    if flow.on_failure is not None and new.is_failed():
+                        flow.on_failure(flow, new)
             except Exception as exc:
                 new = Failed(f"Unexpected error while calling state handlers: {exc!r}", result=exc)
         machine.check_flow(view.run_id, old.name, new.name)
