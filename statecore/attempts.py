@@ -14,12 +14,12 @@ child across driver sessions: an interrupted attempt and the one that replaces i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from statecore.fold import RunView, TimelineEntry
+    from statecore.fold import RunView, TaskRun, TimelineEntry
 
-__all__ = ["AttemptBar", "attempt_bars", "bars_of"]
+__all__ = ["AttemptBar", "Failure", "attempt_bars", "bars_of", "failures", "traceback_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +125,73 @@ def bars_of(entries: list[TimelineEntry]) -> list[AttemptBar]:
 def attempt_bars(view: RunView) -> list[AttemptBar]:
     """Every attempt of every task body in the run, in the order they opened."""
     return bars_of(view.timeline())
+
+
+# -- failures and their tracebacks (``show --errors``, ``logs --errors``, the ui) --------
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed task or mapped child as the log left it.
+
+    Attributes:
+        task: the task's key.
+        index: the mapped child's index, None for a task.
+        name: the task's name (``name[i]`` for a child).
+        state: the state's class name (``Failed``, ``TimedOut``, ``TriggerFailed``, ...).
+        message: the state's message.
+        attempt: the attempt the state ended.
+        traceback: the stored traceback of the error, None when the log holds none (a
+            trigger that failed, a mapped task whose children failed).
+    """
+
+    task: str
+    index: int | None
+    name: str
+    state: str
+    message: str | None
+    attempt: int
+    traceback: str | None
+
+
+def traceback_of(result: Any) -> str | None:
+    """The full traceback of a state's result when it is an error, else None.
+
+    An error read back from the log carries its original traceback as
+    ``traceback_text``; a live one is formatted from its frames.
+    """
+    if isinstance(result, BaseException):
+        text = getattr(result, "traceback_text", "")
+        if text:
+            return str(text)
+        import traceback
+
+        return "".join(traceback.format_exception(type(result), result, result.__traceback__))
+    return None
+
+
+def failures(view: RunView) -> list[Failure]:
+    """Every task and mapped child whose state is failed, in graph order (a task, then
+    its children)."""
+    names = {t["key"]: t.get("name", t["key"]) for t in view.graph.get("tasks", [])}
+    out: list[Failure] = []
+    for node, key in enumerate(view.keys):
+        name = str(names.get(key, key))
+        run = view.runs[node]
+        entities: list[tuple[int | None, str, TaskRun]] = [(None, name, run)]
+        entities += [(i, f"{name}[{i}]", kid) for i, kid in enumerate(view.children.get(node, []))]
+        for index, label, entity in entities:
+            state = entity.state
+            if state.is_failed():
+                out.append(
+                    Failure(
+                        key,
+                        index,
+                        label,
+                        state.name,
+                        state.message,
+                        entity.attempt,
+                        traceback_of(state.result),
+                    )
+                )
+    return out

@@ -8,10 +8,10 @@ Commands (``statecore COMMAND --help`` for each)::
     resume RUN_ID --flow FILE.py:FLOW [--approve TASK ...] [--allow-changed]
     rerun RUN_ID --from TASK --flow FILE.py:FLOW          new run reusing what is upstream
     runs [--flow NAME] [--state STATE] [--since T] [--until T] [--limit N]
-    show RUN_ID [--children]                              task states, attempts, durations
+    show RUN_ID [--children] [--errors] [--at T | --seq N]   task states, attempts, durations
     timeline RUN_ID [--children] [--width N] [--html OUT.html]   Gantt of task attempts
     ui [--port 8765] [--host 127.0.0.1] [--open]          local web page over the store
-    logs RUN_ID                                           the tasks' log lines and run notes
+    logs RUN_ID [--errors]                                the tasks' log lines and run notes
     export RUN_ID [--output FILE]                         the log as JSON lines
     graph FILE.py:FLOW [--format dot|mermaid] [--run RUN_ID]
     verify RUN_ID [--expect-head HEX]                     check the hash chain
@@ -23,7 +23,11 @@ Every command takes ``--store URL`` (else ``$STATECORE_STORE``, else
 ``FILE.py:FLOW`` is a Python file and the name of a Flow in it; ``-p`` values are read
 as JSON, else taken as strings; TASK is a task key or a name unique in the flow; times
 (``--since``, ``--until``, ``--before``) are ISO 8601 (UTC unless they carry an offset)
-or an age such as ``30m``, ``12h``, ``7d``.
+or an age such as ``30m``, ``12h``, ``7d``; ``show --at`` takes the same.
+
+``run``, ``resume`` and ``rerun`` print the ``statecore`` logger's records on stderr
+(Prefect 1's lines: flow and task starts, retries, failures with the traceback) at INFO;
+``-v`` shows DEBUG too, ``-q`` only warnings and errors.
 
 Exit status: 0 the flow succeeded (and, for commands that do not report on a flow's
 outcome, the command did what was asked), 1 the flow failed (or was cancelled),
@@ -37,6 +41,7 @@ Bad input is refused before anything is written to the store.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -45,6 +50,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import unquote
@@ -66,12 +72,15 @@ from statecore.cli.errors import (
     CLIError,
     translate_errors,
 )
+from statecore.cli.failures import failure_lines
 from statecore.cli.graph import render_dot, render_mermaid
+from statecore.cli.log_output import cli_logging, level_for
 from statecore.cli.progress import RunProgress
 from statecore.cli.report import print_outcome, styled_state, tasks_table
 from statecore.cli.schedule import parse_after, print_next, run_scheduled, schedule_of
+from statecore.cli.timeline import printable
 from statecore.cli.times import format_duration, parse_time
-from statecore.errors import CorruptEvent
+from statecore.errors import CorruptEvent, RunNotFound
 from statecore.flow import Flow
 from statecore.fold import RunView, fold
 from statecore.graph import Graph
@@ -265,6 +274,24 @@ def _write_atomically(path: Path, text: str, option: str) -> None:
         raise CLIError(f"{option} {str(path)!r} cannot be written: {exc}") from exc
 
 
+def _verbosity(fn: Callable[..., _R]) -> Callable[..., _R]:
+    """``-v/--verbose`` and ``-q/--quiet``: the level of the log records on stderr."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, verbose: bool, quiet: bool, **kwargs: Any) -> _R:
+        if verbose and quiet:
+            raise CLIError("-v/--verbose and -q/--quiet exclude each other")
+        with cli_logging(level_for(verbose, quiet)):
+            return fn(*args, **kwargs)
+
+    wrapper = click.option(
+        "-q", "--quiet", is_flag=True, help="Log only warnings and errors on stderr."
+    )(wrapper)
+    return click.option(
+        "-v", "--verbose", is_flag=True, help="Log DEBUG records too on stderr (default: INFO)."
+    )(wrapper)
+
+
 # -- the command group ------------------------------------------------------------------
 
 
@@ -302,6 +329,7 @@ def cli() -> None:
 )
 @_store_option
 @translate_errors
+@_verbosity
 def run(
     flow_ref: str,
     params: tuple[str, ...],
@@ -390,6 +418,7 @@ def schedule_command(flow_ref: str, count: int, after: str | None, store_url: st
 )
 @_store_option
 @translate_errors
+@_verbosity
 def resume_command(
     run_id: str,
     flow_ref: str,
@@ -455,6 +484,7 @@ def resume_command(
 )
 @_store_option
 @translate_errors
+@_verbosity
 def rerun_command(
     run_id: str,
     from_task: str,
@@ -543,23 +573,93 @@ def runs(
         console.print(table)
 
 
+def _at_time(text: str) -> datetime:
+    try:
+        ns = parse_time(text)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="'--at'") from None
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _view_until(store: Store, run_id: str, at: str | None, seq: int | None) -> RunView:
+    """The run as of event ``seq`` or instant ``at`` (both None: all of it)."""
+    if at is not None and seq is not None:
+        raise CLIError("--at and --seq exclude each other: give one")
+    if at is None and seq is None:
+        return _load_view(store, run_id)
+    when = _at_time(at) if at is not None else None
+    head = store.head(run_id)
+    if head == 0:
+        _not_found(run_id, store)
+    if seq is not None and seq > head:
+        raise CLIError(f"--seq {seq}: run {run_id} has {head} events (--seq 1 to {head})")
+    try:
+        return replay(store, run_id, until=seq if when is None else when)
+    except RunNotFound:
+        if when is None:
+            raise
+        first = store.read(run_id, limit=1)
+        since = f"; its first event is at {iso_time(first[0].ts)}" if first else ""
+        raise CLIError(
+            f"--at {at}: run {run_id} has no event at or before {when.isoformat()}{since}"
+        ) from None
+
+
 @cli.command()
 @click.argument("run_id")
 @click.option("--children", is_flag=True, help="List every mapped child, not a summary.")
+@click.option(
+    "--errors",
+    is_flag=True,
+    help="Print each failed task's and mapped child's stored traceback after the table.",
+)
+@click.option(
+    "--at",
+    default=None,
+    metavar="TIME",
+    help="Show the run as it was at TIME (ISO 8601, UTC unless it has an offset, or an "
+    "age such as 30m): the events logged at or before it.",
+)
+@click.option(
+    "--seq",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Show the run as it was after its event N (1 is the first).",
+)
 @_store_option
 @translate_errors
-def show(run_id: str, children: bool, store_url: str | None) -> None:
-    """Show a run: its flow state, and each task's state, attempts and duration."""
+def show(
+    run_id: str,
+    children: bool,
+    errors: bool,
+    at: str | None,
+    seq: int | None,
+    store_url: str | None,
+) -> None:
+    """Show a run: its flow state, and each task's state, attempts and duration.
+
+    With --at or --seq, the run as of that instant or event (the same fold, stopped
+    early); the exit status is then that earlier state's.
+    """
     console = _console()
     with _store(store_url, run_id=run_id) as store:
-        view = _load_view(store, run_id)
-        lease = store.get_lease(run_id)
+        view = _view_until(store, run_id, at, seq)
+        total = store.head(run_id)
+        lease = store.get_lease(run_id) if at is None and seq is None else None
     state = view.flow_state
-    head = Text(f"{view.flow_name} · run {view.run_id} · ")
+    head = Text(printable(f"{view.flow_name} · run {view.run_id} · "))
     head.append_text(styled_state(state))
     if state.message:
-        head.append(f": {state.message}")
+        head.append(printable(f": {state.message}"))
     console.print(head)
+    if at is not None or seq is not None:
+        last = view.last_event
+        when = f" ({iso_time(last.ts)})" if last is not None else ""
+        console.print(f"as of event {view.head} of {total}{when}")
     if view.started is not None:
         ended = view.ended if view.ended is not None else None
         when = f"started {iso_time(view.started)}"
@@ -574,9 +674,13 @@ def show(run_id: str, children: bool, store_url: str | None) -> None:
         console.print(f"driven by {lease.owner} (lease epoch {lease.epoch})")
     console.print(tasks_table(view, children=children))
     for ts, note in view.notes:
-        console.print(f"note {iso_time(ts)} [{note.code}] {note.message}")
+        console.print(printable(f"note {iso_time(ts)} [{note.code}] {note.message}"))
     for problem in view.problems:
-        console.print(Text(f"problem in the log: {problem}", style="bold red"))
+        console.print(Text(printable(f"problem in the log: {problem}"), style="bold red"))
+    if errors:
+        console.print("")
+        for line in failure_lines(view):
+            console.print(line, soft_wrap=True)
     sys.exit(_exit_for(state))
 
 
@@ -588,9 +692,14 @@ def show(run_id: str, children: bool, store_url: str | None) -> None:
     show_default=True,
     help="Include run notes (code changed, interruptions, ...).",
 )
+@click.option(
+    "--errors",
+    is_flag=True,
+    help="After the log lines, print each failed task's and mapped child's stored traceback.",
+)
 @_store_option
 @translate_errors
-def logs(run_id: str, notes: bool, store_url: str | None) -> None:
+def logs(run_id: str, notes: bool, errors: bool, store_url: str | None) -> None:
     """Print the log lines the run's tasks wrote through context['logger']."""
     with _store(store_url, run_id=run_id) as store:
         view = _load_view(store, run_id)
@@ -598,7 +707,11 @@ def logs(run_id: str, notes: bool, store_url: str | None) -> None:
     if not lines:
         click.echo(f"run {run_id}: no log lines", err=True)
     for line in lines:
-        click.echo(f"{iso_time(line.ts)} {line.level:<7} {line.source}: {line.message}")
+        click.echo(printable(f"{iso_time(line.ts)} {line.level:<7} {line.source}: {line.message}"))
+    if errors:
+        click.echo(f"failures in run {printable(run_id)}:")
+        for text in failure_lines(view):
+            click.echo(text)
 
 
 @cli.command()

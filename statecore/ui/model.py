@@ -12,7 +12,7 @@ import re
 import statistics
 from typing import Any
 
-from statecore.attempts import attempt_bars
+from statecore.attempts import attempt_bars, bars_of, traceback_of
 from statecore.audit import json_safe, log_lines
 from statecore.backends.base import RunMeta, Store
 from statecore.errors import CorruptEvent, RunNotFound
@@ -177,8 +177,11 @@ def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[st
     # attempt times go as ns after the run's start: whole UTC ns (1.7e18) lose their last
     # digits in a JavaScript number, offsets keep every nanosecond for 104 days
     base = view.started or 0
+    # one timeline for the bars and the event list: a replayed view folds its log again
+    # for each call
+    entries = view.timeline()
     attempts: list[list[Any]] = []
-    for bar in attempt_bars(view):
+    for bar in bars_of(entries):
         attempts.append(
             [
                 order.get(bar.task, -1),
@@ -236,7 +239,7 @@ def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[st
         ],
         "events": [
             {"seq": e.seq, "ts": e.ts, "task": e.task, "index": e.index, "new": e.new}
-            for e in view.timeline()[-2000:]
+            for e in entries[-2000:]
         ],
         "problems": list(view.problems),
         "damage": damage,
@@ -246,17 +249,6 @@ def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[st
 def _preview(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
-
-
-def _traceback(result: Any) -> str | None:
-    if isinstance(result, BaseException):
-        text = getattr(result, "traceback_text", "")
-        if text:
-            return str(text)
-        import traceback
-
-        return "".join(traceback.format_exception(type(result), result, result.__traceback__))
-    return None
 
 
 def task_details(view: RunView, key: str, index: int | None) -> dict[str, Any]:
@@ -276,8 +268,9 @@ def task_details(view: RunView, key: str, index: int | None) -> dict[str, Any]:
             raise KeyError(f"task {key!r} has no mapped child {index}")
         run = kids[index]
     state = run.state
-    entries = [e for e in view.timeline() if e.task == key and e.index == index]
-    bars = [b for b in attempt_bars(view) if b.task == key and b.index == index]
+    timeline = view.timeline()
+    entries = [e for e in timeline if e.task == key and e.index == index]
+    bars = [b for b in bars_of(timeline) if b.task == key and b.index == index]
     name = next((t.get("name", key) for t in view.graph.get("tasks", []) if t["key"] == key), key)
     source = name if index is None else f"{name}[{index}]"
     return {
@@ -287,7 +280,7 @@ def task_details(view: RunView, key: str, index: int | None) -> dict[str, Any]:
         "state": state.name,
         "message": state.message,
         "result": None if state.result is None else _preview(state.result),
-        "traceback": _traceback(state.result),
+        "traceback": traceback_of(state.result),
         "attempts": [
             {
                 "number": b.number,
