@@ -269,3 +269,89 @@ def test_the_live_page_advances_while_a_subprocess_runs_a_flow(
             proc.kill()
             proc.wait()
         store.close()
+
+
+BIG = 100_000
+
+
+@pytest.fixture(scope="module")
+def big_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[UIServer, SQLiteStore]]:
+    """A real run of a 100,000-child map on SQLite (about 5 s here, 200,008 events)."""
+    from statecore import Flow, task
+
+    @task
+    def items(n: int) -> list[int]:
+        return list(range(n))
+
+    @task
+    def inc(x: int) -> int:
+        return x + 1
+
+    with Flow("big") as flow:
+        inc.map(items(BIG))
+    store = SQLiteStore(tmp_path_factory.mktemp("ui-big") / "runs.db")
+    assert flow.run(store=store, run_id="big").is_successful()
+    with serving(store) as server:
+        yield server, store
+    store.close()
+
+
+def test_a_100000_task_runs_page_loads_and_responds(
+    browser: Any, big_served: tuple[UIServer, SQLiteStore], artifacts: Path
+) -> None:
+    server, _ = big_served
+    open_page(browser, server, "/run/big", "run")
+    body = browser.find_element("tag name", "body")
+    assert body.get_attribute("data-flow-state") == "Success"
+    assert body.get_attribute("data-attempt-count") == str(BIG + 1)
+    # collapsed by default: one row per task, the map's counts on its label
+    assert not browser.find_elements("css selector", ".grow.child")
+    label = browser.find_element("css selector", ".grow[data-task='inc-1'] .label")
+    assert f"{BIG} Success" in label.text
+    browser.save_screenshot(str(artifacts / "big-collapsed.png"))
+    # expand the map: the rows are drawn as they scroll into view, to the last child
+    label.click()
+    wait(browser, lambda d: d.find_elements("css selector", ".grow.child[data-index='0']"))
+    gantt = browser.find_element("id", "gantt")
+    browser.execute_script(
+        "arguments[0].scrollTop = arguments[0].scrollHeight;"
+        "arguments[0].dispatchEvent(new Event('scroll'));",
+        gantt,
+    )
+    wait(
+        browser,
+        lambda d: d.find_elements("css selector", f".grow.child[data-index='{BIG - 1}']"),
+        "the last child never drawn",
+    )
+    last = browser.find_element("css selector", f".grow.child[data-index='{BIG - 1}']")
+    assert last.find_elements("css selector", ".attempt")
+    browser.save_screenshot(str(artifacts / "big-expanded-end.png"))
+    # a child's details open from its row
+    last.find_element("css selector", ".label").click()
+    wait(
+        browser,
+        lambda d: (
+            f"inc[{BIG - 1}]" in d.find_element("id", "details").text
+            and "Success" in d.find_element("id", "details").text
+        ),
+    )
+    # search a task: only the matching rows stay
+    search = browser.find_element("id", "task-search")
+    search.send_keys("items")
+    wait(
+        browser,
+        lambda d: (
+            [r.get_attribute("data-task") for r in d.find_elements("css selector", ".grow")]
+            == ["items-1"]
+        ),
+    )
+    search.clear()
+    search.send_keys("inc")
+    wait(
+        browser,
+        lambda d: (
+            {r.get_attribute("data-task") for r in d.find_elements("css selector", ".grow")}
+            == {"inc-1"}
+        ),
+    )
+    browser.save_screenshot(str(artifacts / "big-search.png"))
