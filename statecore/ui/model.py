@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import re
 import statistics
+import threading
+import weakref
 from typing import Any
 
-from statecore.attempts import attempt_bars, bars_of, traceback_of
+from statecore.attempts import AttemptBar, attempt_bars, bars_of, traceback_of
 from statecore.audit import json_safe, log_lines
 from statecore.backends.base import RunMeta, Store
 from statecore.errors import CorruptEvent, RunNotFound
 from statecore.events import RunStarted, decode_body
-from statecore.fold import RunView
+from statecore.fold import RunView, TimelineEntry
 from statecore.runners.local import replay
 from statecore.sessions import sessions
 
@@ -140,6 +142,37 @@ def load_view(
         return replay(store, run_id, until=bad - 1), damage
 
 
+class _LastTimeline:
+    """The timeline and attempt bars of the view read last.
+
+    A replayed view folds its whole log again for each ``timeline()`` (2-3 s for a
+    100,000-task run); the page asks for the run's document, then for one task's details
+    after another, all of the same cached view. One view's worth is kept (weakly: it
+    goes with the view), so the memory stays that of one run.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.view: weakref.ref[RunView] | None = None
+        self.head = -1
+        self.entries: list[TimelineEntry] = []
+        self.bars: list[AttemptBar] = []
+
+    def get(self, view: RunView) -> tuple[list[TimelineEntry], list[AttemptBar]]:
+        with self.lock:
+            if self.view is not None and self.view() is view and self.head == view.head:
+                return self.entries, self.bars
+        entries = view.timeline()
+        bars = bars_of(entries)
+        with self.lock:
+            self.view, self.head = weakref.ref(view), view.head
+            self.entries, self.bars = entries, bars
+        return entries, bars
+
+
+_last = _LastTimeline()
+
+
 def _state_code(codes: dict[str, int], names: list[str], state: str) -> int:
     code = codes.get(state)
     if code is None:
@@ -179,9 +212,9 @@ def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[st
     base = view.started or 0
     # one timeline for the bars and the event list: a replayed view folds its log again
     # for each call
-    entries = view.timeline()
+    entries, bars = _last.get(view)
     attempts: list[list[Any]] = []
-    for bar in bars_of(entries):
+    for bar in bars:
         attempts.append(
             [
                 order.get(bar.task, -1),
@@ -268,9 +301,9 @@ def task_details(view: RunView, key: str, index: int | None) -> dict[str, Any]:
             raise KeyError(f"task {key!r} has no mapped child {index}")
         run = kids[index]
     state = run.state
-    timeline = view.timeline()
+    timeline, all_bars = _last.get(view)
     entries = [e for e in timeline if e.task == key and e.index == index]
-    bars = [b for b in bars_of(timeline) if b.task == key and b.index == index]
+    bars = [b for b in all_bars if b.task == key and b.index == index]
     name = next((t.get("name", key) for t in view.graph.get("tasks", []) if t["key"] == key), key)
     source = name if index is None else f"{name}[{index}]"
     return {
