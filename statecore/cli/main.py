@@ -556,19 +556,19 @@ def runs(
         if not found:
             console.print(f"no runs match in store {store.url}")
             return
-        table = Table(title=f"runs in {store.url}")
+        table = Table(title=printable(f"runs in {store.url}"))
         for column in ("run", "flow", "state", "started (UTC)", "duration", "events", "parent"):
             table.add_column(column, justify="right" if column == "events" else "left")
         for meta in found:
             duration = format_duration(meta.ended - meta.started) if meta.ended is not None else ""
             table.add_row(
-                meta.run_id,
-                meta.flow_name,
+                printable(meta.run_id),
+                printable(meta.flow_name),
                 styled_state(meta.state),
                 iso_time(meta.started)[:19].replace("T", " "),
                 duration,
                 str(meta.head),
-                meta.parent_run or "",
+                printable(meta.parent_run or ""),
             )
         console.print(table)
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from statecore.cli.timeline import STATE_COLOURS
+from statecore.cli.timeline import STATE_COLOURS, printable
 from statecore.cli.times import format_duration
 from statecore.fold import RunView, TaskRun
 from statecore.states import Mapped, State
@@ -62,17 +62,22 @@ def tasks_table(view: RunView, *, children: bool, limit: int | None = None) -> T
             message = run.state.message or ""
             duration = format_duration(_span([run]))
         table.add_row(
-            names.get(key, key), key, styled_state(run.state), attempts, duration, message
+            printable(str(names.get(key, key))),
+            printable(key),
+            styled_state(run.state),
+            attempts,
+            duration,
+            printable(message),
         )
         if children and kids:
             for j, child in enumerate(kids):
                 table.add_row(
-                    f"  {names.get(key, key)}[{j}]",
+                    printable(f"  {names.get(key, key)}[{j}]"),
                     "",
                     styled_state(child.state),
                     str(child.attempt),
                     format_duration(_span([child])),
-                    child.state.message or "",
+                    printable(child.state.message or ""),
                 )
     return table
 
@@ -96,22 +101,26 @@ def print_outcome(console: Console, view: RunView, flow_ref: str | None) -> None
     summary = ", ".join(f"{n} {name}" for name, n in counts.most_common())
     console.print(f"tasks: {summary}")
     for failure in failed[:10]:
-        console.print(Text(f"  failed {failure}", style=STATE_COLOURS["Failed"]))
+        console.print(Text(printable(f"  failed {failure}"), style=STATE_COLOURS["Failed"]))
     if len(failed) > 10:
         console.print(f"  ... and {len(failed) - 10} more failures")
     state = view.flow_state
     closing = Text("flow ")
     closing.append_text(styled_state(state))
-    closing.append(f": {state.message or ''} (run {view.run_id})")
+    closing.append(printable(f": {state.message or ''} (run {view.run_id})"))
     console.print(closing)
     if not state.is_finished():
         flow_arg = f" --flow {flow_ref}" if flow_ref else " --flow FILE.py:FLOW"
         if paused:
             approve = " ".join(f"--approve {p}" for p in dict.fromkeys(paused))
             console.print(
-                f"paused at {', '.join(dict.fromkeys(paused))}; to approve: "
-                f"statecore resume {view.run_id}{flow_arg} {approve}"
+                printable(
+                    f"paused at {', '.join(dict.fromkeys(paused))}; to approve: "
+                    f"statecore resume {view.run_id}{flow_arg} {approve}"
+                )
             )
         else:
-            console.print(f"not finished; continue with: statecore resume {view.run_id}{flow_arg}")
-    console.print(f"details: statecore show {view.run_id}", style="dim")
+            console.print(
+                printable(f"not finished; continue with: statecore resume {view.run_id}{flow_arg}")
+            )
+    console.print(printable(f"details: statecore show {view.run_id}"), style="dim")

@@ -121,13 +121,18 @@ def _open(store: Store | str | None) -> Store:
 
 
 def check_run_id(run_id: object) -> str:
-    """A run id must be non-empty text that can be written as UTF-8.
+    """A run id must be non-empty text without NUL that can be written as UTF-8.
+
+    (NUL cannot be typed on a command line, ends C strings in the stores' clients and
+    in terminals, so a run id holding one could be written but never asked for again.)
 
     Raises:
         InvalidRunId: with what is wrong, before anything is written.
     """
     if not isinstance(run_id, str) or not run_id:
         raise InvalidRunId(f"a run id must be a non-empty string, got {run_id!r}")
+    if "\x00" in run_id:
+        raise InvalidRunId(f"run id {run_id!r} holds a NUL character; use plain text")
     try:
         run_id.encode("utf-8")
     except UnicodeEncodeError as exc:
