@@ -29,6 +29,7 @@ from statecore.states import (
     Success,
     TimedOut,
     TriggerFailed,
+    _Annotations,
     state_class,
 )
 
@@ -47,11 +48,15 @@ _new = object.__new__
 
 
 def slots_of(cls: type[State]) -> tuple[str, ...]:
-    """Every slot of a state class, ``message`` and ``result`` first."""
+    """Every slot of a state class that a state change can carry, ``message`` and
+    ``result`` first; the in-memory annotations (``context``, ``cached_inputs`` of the
+    base class) are not among them."""
     slots = _slots_cache.get(cls)
     if slots is None:
         names: list[str] = []
         for klass in reversed(cls.__mro__):
+            if klass is _Annotations:
+                continue
             declared = klass.__dict__.get("__slots__", ())
             names.extend([declared] if isinstance(declared, str) else declared)
         slots = _slots_cache[cls] = tuple(dict.fromkeys(names))

@@ -35,7 +35,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, ClassVar
 
 __all__ = [
     "Cached",
@@ -109,20 +110,114 @@ def _exc_args(exc: BaseException) -> tuple[Any, ...]:
     return tuple(args)
 
 
-class State:
+class _Annotations:
+    """The slots of Prefect 1's ``context`` and ``cached_inputs`` (see :class:`State`).
+
+    Unset until used, so the fold's fast path (``codec.make_plain``) leaves them alone."""
+
+    __slots__ = ("_cached_inputs", "_context")
+    _context: dict[str, Any]
+    _cached_inputs: dict[str, Any]
+
+
+class State(_Annotations):
     """Base class of every state.
 
     Args:
         message: a human-readable explanation of the state.
         result: the value the state carries (a task's return value, an exception, ...).
+        context: Prefect 1's ``state.context``, a dict of annotations (default empty).
+        cached_inputs: Prefect 1's ``state.cached_inputs`` (default empty; a
+            :class:`Cached` state's own ``cached_inputs`` is what the cache uses).
+
+    ``context`` and ``cached_inputs`` are in-memory annotations: as in Prefect 1 they do
+    not take part in equality, and the log does not keep them (a replayed state equals
+    the live one field for field without them).
     """
 
     __slots__ = ("message", "result", "run_id")
 
-    def __init__(self, message: str | None = None, result: Any = None) -> None:
+    #: the state's colour (Prefect 1's palette), e.g. for a UI
+    color: ClassVar[str] = "#696969"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: Any = None,
+        *,
+        context: dict[str, Any] | None = None,
+        cached_inputs: dict[str, Any] | None = None,
+    ) -> None:
         self.message = message
         self.result = result
         self.run_id: str | None = None
+        if context:
+            self._context = dict(context)
+        if cached_inputs:
+            self._cached_inputs = dict(cached_inputs)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Prefect 1's ``state.context``: a dict of annotations (created empty on first use)."""
+        try:
+            return self._context
+        except AttributeError:
+            self._context = {}
+            return self._context
+
+    @context.setter
+    def context(self, value: dict[str, Any] | None) -> None:
+        self._context = dict(value or {})
+
+    @property
+    def cached_inputs(self) -> dict[str, Any]:
+        """Prefect 1's ``state.cached_inputs`` (created empty on first use)."""
+        try:
+            return self._cached_inputs
+        except AttributeError:
+            self._cached_inputs = {}
+            return self._cached_inputs
+
+    @cached_inputs.setter
+    def cached_inputs(self, value: dict[str, Any] | None) -> None:
+        self._cached_inputs = dict(value or {})
+
+    @classmethod
+    def children(cls, include_self: bool = False, names_only: bool = False) -> list[Any]:
+        """Every state class below this one (Prefect 1's ``State.children``).
+
+        Args:
+            include_self: also list this class (last).
+            names_only: list class names instead of classes.
+        """
+        found: list[type[State]] = []
+        for sub in cls.__subclasses__():
+            if not sub.__name__.startswith("_"):
+                found.append(sub)
+            found.extend(sub.children())
+        if include_self:
+            found.append(cls)
+        return [c.__name__ for c in found] if names_only else found
+
+    @classmethod
+    def parents(cls, include_self: bool = False, names_only: bool = False) -> list[Any]:
+        """Every state class above this one, nearest first (Prefect 1's ``State.parents``).
+
+        Args:
+            include_self: also list this class (last).
+            names_only: list class names instead of classes.
+        """
+        found: list[type[State]] = [
+            c
+            for c in cls.__mro__
+            if c is not cls
+            and isinstance(c, type)
+            and issubclass(c, State)
+            and not c.__name__.startswith("_")
+        ]
+        if include_self:
+            found.append(cls)
+        return [c.__name__ for c in found] if names_only else found
 
     @property
     def name(self) -> str:
@@ -141,6 +236,10 @@ class State:
         return self.message == other.message and results_equal(self.result, other.result)
 
     __hash__ = object.__hash__
+
+    def __sizeof__(self) -> int:
+        """The state's own size plus its result's (as Prefect 1's)."""
+        return super().__sizeof__() + sys.getsizeof(self.result, 0)
 
     def is_pending(self) -> bool:
         """True for Pending and its subclasses (Scheduled, Paused, Resume, Retrying)."""
@@ -203,17 +302,25 @@ class Pending(State):
     """Not yet run."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#7ebdff"
 
 
 class Scheduled(Pending):
     """Waiting until ``start_time`` (UTC integer nanoseconds, or None for 'not set')."""
 
     __slots__ = ("start_time",)
+    color: ClassVar[str] = "#ffab00"
 
     def __init__(
-        self, message: str | None = None, result: Any = None, start_time: int | None = None
+        self,
+        message: str | None = None,
+        result: Any = None,
+        start_time: int | None = None,
+        *,
+        context: dict[str, Any] | None = None,
+        cached_inputs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message, result)
+        super().__init__(message, result, context=context, cached_inputs=cached_inputs)
         self.start_time = start_time
 
 
@@ -221,18 +328,21 @@ class Paused(Scheduled):
     """Waiting for approval (``resume(..., approve=[task])``)."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#99a8e8"
 
 
 class Resume(Scheduled):
     """Approved after a pause; runs on the next pass."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#f58c0c"
 
 
 class Retrying(Scheduled):
     """Failed, to be run again at ``start_time``; ``run_count`` attempts so far."""
 
     __slots__ = ("run_count",)
+    color: ClassVar[str] = "#f66a0a"
 
     def __init__(
         self,
@@ -240,8 +350,11 @@ class Retrying(Scheduled):
         result: Any = None,
         start_time: int | None = None,
         run_count: int = 1,
+        *,
+        context: dict[str, Any] | None = None,
+        cached_inputs: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message, result, start_time)
+        super().__init__(message, result, start_time, context=context, cached_inputs=cached_inputs)
         self.run_count = run_count
 
 
@@ -249,24 +362,28 @@ class Running(State):
     """Running now."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#3d67ff"
 
 
 class Finished(State):
     """Base class of every finished state."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#003ccb"
 
 
 class Success(Finished):
     """Finished successfully."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#28a745"
 
 
 class Cached(Success):
     """Success restored from (or stored into) the cache."""
 
     __slots__ = ("cached_inputs", "cached_parameters", "cached_result_expiration")
+    color: ClassVar[str] = "#34d058"
 
     def __init__(
         self,
@@ -275,8 +392,10 @@ class Cached(Success):
         cached_inputs: dict[str, Any] | None = None,
         cached_parameters: dict[str, Any] | None = None,
         cached_result_expiration: int | None = None,
+        *,
+        context: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message, result)
+        super().__init__(message, result, context=context)
         self.cached_inputs = cached_inputs
         self.cached_parameters = cached_parameters
         self.cached_result_expiration = cached_result_expiration
@@ -289,6 +408,7 @@ class Mapped(Success):
     """
 
     __slots__ = ("_n_map_states", "map_states")
+    color: ClassVar[str] = "#003ccb"
 
     def __init__(
         self,
@@ -296,12 +416,15 @@ class Mapped(Success):
         result: Any = None,
         map_states: list[State] | None = None,
         n_map_states: int | None = None,
+        *,
+        context: dict[str, Any] | None = None,
+        cached_inputs: dict[str, Any] | None = None,
     ) -> None:
         self.map_states: list[State] = list(map_states or [])
         self._n_map_states = n_map_states
         if result is None and map_states is not None:
-            result = [s.result for s in self.map_states]
-        super().__init__(message, result)
+            result = [s.result if isinstance(s, State) else None for s in self.map_states]
+        super().__init__(message, result, context=context, cached_inputs=cached_inputs)
 
     @property
     def n_map_states(self) -> int:
@@ -320,45 +443,60 @@ class Skipped(Success):
     """Skipped: counts as a success."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#62757f"
 
 
 class Failed(Finished):
     """Finished with a failure."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#eb0000"
 
 
 class TriggerFailed(Failed):
     """The task's trigger did not pass."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#ff5131"
 
 
 class ValidationFailed(Failed):
     """The task's result failed validation."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#ff5131"
 
 
 class TimedOut(Failed):
     """The task ran past its timeout."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#ff4e33"
 
 
 class Cancelled(Finished):
     """Finished without success or failure: the run was cancelled."""
 
     __slots__ = ()
+    color: ClassVar[str] = "#bdbdbd"
 
 
 class Looped(Finished):
     """One iteration of a looping task finished; ``loop_count`` iterations so far."""
 
     __slots__ = ("loop_count",)
+    color: ClassVar[str] = "#003ccb"
 
-    def __init__(self, message: str | None = None, result: Any = None, loop_count: int = 1) -> None:
-        super().__init__(message, result)
+    def __init__(
+        self,
+        message: str | None = None,
+        result: Any = None,
+        loop_count: int = 1,
+        *,
+        context: dict[str, Any] | None = None,
+        cached_inputs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, result, context=context, cached_inputs=cached_inputs)
         self.loop_count = loop_count
 
 

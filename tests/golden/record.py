@@ -21,6 +21,7 @@ from statecore import Flow, Parameter, context, signals, states, task, triggers
 from statecore.backends import MemoryStore
 from statecore.backends.base import Store
 from statecore.cache_validators import all_inputs
+from statecore.codec import slots_of
 from statecore.fold import RunView, TaskRun, fold
 from statecore.runners import LocalRunner, resume
 
@@ -33,11 +34,11 @@ def summary(view: RunView) -> dict[str, Any]:
 
     def state(s: states.State) -> dict[str, Any]:
         out: dict[str, Any] = {"class": type(s).__name__}
-        for cls in type(s).__mro__:
-            for slot in getattr(cls, "__slots__", ()):
-                if slot in ("run_id", "map_states"):
-                    continue
-                out[slot] = repr(getattr(s, slot, None))
+        # every field a state change carries (the in-memory annotations are not logged)
+        for slot in slots_of(type(s)):
+            if slot in ("run_id", "map_states"):
+                continue
+            out[slot] = repr(getattr(s, slot, None))
         return out
 
     def run(r: TaskRun) -> dict[str, Any]:
