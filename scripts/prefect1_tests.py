@@ -113,16 +113,9 @@ COMPAT_GAPS: dict[tuple[str, str], tuple[str, str]] = {
     ("prefect.engine.signals", "signal_from_state"): ("statecore.signals", "signal_from_state"),
 }
 
-# Reasons, grouped (the README's compatibility table lists these groups).
-CLOUD = "Cloud/Server: talks to or models the Prefect backend (statecore has no server)"
-SERIAL = "serialization schemas (prefect.serialization): the event log replaces them"
-RESULTS = "Result classes and targets (prefect.engine.result[s]): the store replaces them"
-EXECUTORS = "executors statecore lacks (Prefect executor objects and their options)"
-RUNNER = "FlowRunner/TaskRunner internals: statecore's driver is a different design"
-CONFIG = "prefect.config internals (configuration file, task defaults from config)"
-STORAGE = "storage and run configs (deployment): out of scope, use statecore run"
-VISUALIZE = "flow.visualize (graphviz): statecore graph replaces it"
-NOT_RUN = "not flow.run()-driven: issue 13 scopes this file to its flow.run() tests"
+from prefect1_reasons import CLOUD, NOT_RUN, SERIAL, STORAGE, VISUALIZE  # noqa: E402
+from prefect1_scope_flows import RULES as FLOW_RULES  # noqa: E402
+from prefect1_scope_states import RULES as STATE_RULES  # noqa: E402
 
 #: (node-id regex, reason). The first match decides. Node ids look like
 #: ``engine/test_state.py::TestCreateStates::test_create_state_with_no_args[Cached]``.
@@ -134,6 +127,10 @@ OUT_OF_SCOPE: list[tuple[str, str]] = [
     (r"::.*(?:cloud|Cloud|server|backend|register|deploy)", CLOUD),
     (r"::.*(?:storage|Storage|run_config|RunConfig)", STORAGE),
     (r"::.*visualiz", VISUALIZE),
+    # file by file: the state, trigger, signal, schedule and control-flow files, then the
+    # flow.run()-driven files (core/test_flow, core/test_task, core/test_task_map)
+    *STATE_RULES,
+    *FLOW_RULES,
 ]
 
 
@@ -169,10 +166,10 @@ def _extract_mirror(dest: Path) -> Path:
     return dest / "prefect"
 
 
-def _prepare(checkout: Path, work: Path) -> Path:
+def _prepare(checkout: Path, work: Path, files: tuple[str, ...] = TEST_FILES) -> Path:
     """Copy the chosen test files into ``work/tests`` with the harness conftest."""
     tests = work / "tests"
-    for rel in TEST_FILES:
+    for rel in files:
         src = checkout / "tests" / rel
         if not src.is_file():
             raise SystemExit(f"{src} not found: is {checkout} a Prefect {TAG} checkout?")
@@ -295,14 +292,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="list ids and tracebacks")
     parser.add_argument("-k", metavar="EXPR", help="pytest -k expression (a subset)")
     parser.add_argument("--log", metavar="OUT", help="write pytest's own output (-v) here")
+    parser.add_argument(
+        "--files", nargs="+", metavar="REL", help="only these test files (e.g. test_triggers.py)"
+    )
     args = parser.parse_args(argv)
+    files = tuple(args.files) if args.files else TEST_FILES
+    unknown = [f for f in files if f not in TEST_FILES]
+    if unknown:
+        parser.error(f"unknown test files {unknown}: choose from {list(TEST_FILES)}")
     if bool(args.checkout) == args.mirror:
         parser.error("give a Prefect checkout path or --mirror (one of them)")
     with tempfile.TemporaryDirectory(prefix="prefect1-tests-") as tmp:
         work = Path(tmp)
         checkout = _extract_mirror(work) if args.mirror else Path(args.checkout).resolve()
         run_dir = work / "run"
-        _prepare(checkout, run_dir)
+        _prepare(checkout, run_dir, files)
         out = work / "outcomes.json"
         extra = ["-k", args.k] if args.k else []
         _run_pytest(run_dir, out, extra, Path(args.log).resolve() if args.log else None)
