@@ -19,8 +19,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def _dask_client() -> Iterator[Any]:
+def _dask_client(request: pytest.FixtureRequest) -> Iterator[Any]:
     from distributed import Client
+    from prefect1_harness.workers import WorkerSetup
 
     with Client(
         processes=True,
@@ -29,6 +30,8 @@ def _dask_client() -> Iterator[Any]:
         scheduler_port=0,
         dashboard_address=":0",
     ) as client:
+        # workers import the test modules' task bodies, so they need ``prefect`` served too
+        client.register_plugin(WorkerSetup([str(request.config.rootpath)]))
         yield client
 
 

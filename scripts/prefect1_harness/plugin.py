@@ -243,17 +243,23 @@ def _flaky(*args: Any, **kwargs: Any) -> Any:
     return lambda fn: fn
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    os.environ.setdefault("STATECORE_STORE", "memory://")
+def serve_prefect() -> tuple[str, list[str]]:
+    """Everything ``import prefect`` and the test modules' imports need, in this process."""
     flaky = types.ModuleType("flaky")
     flaky.flaky = _flaky  # type: ignore[attr-defined]
     sys.modules.setdefault("flaky", flaky)
-    _recorder.layer = _install_prefect()
+    layer = _install_prefect()
     # after the compatibility layer's own finder, so this one is asked first
     sys.meta_path.insert(0, _PlaceholderFinder(scope.PLACEHOLDER_MODULES))
     _attach_placeholder_modules()
-    _recorder.bridged = _bridge_compat_gaps()
+    bridged = _bridge_compat_gaps()
     _declare_missing_names()
+    return layer, bridged
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("STATECORE_STORE", "memory://")
+    _recorder.layer, _recorder.bridged = serve_prefect()
     _runners_as_executors()
 
 
