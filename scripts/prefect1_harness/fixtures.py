@@ -21,6 +21,7 @@ import pytest
 @pytest.fixture(scope="session")
 def _dask_client(request: pytest.FixtureRequest) -> Iterator[Any]:
     from distributed import Client
+
     from prefect1_harness.workers import WorkerSetup
 
     with Client(
