@@ -4,7 +4,9 @@ run's data (SQL quoting, Redis key patterns and Cluster hash tags, path traversa
 
 Each id runs a real flow, then the store is asked everything a reader asks: the run's
 events and metadata, the run list (filtered by flow), replay, and the CLI's ``show`` and
-``export``. A plain run beside them must be untouched.
+``export``. A plain run beside them must be untouched. Output paths that are device
+nodes or pipes are refused (writing "atomically" would replace the node), and a symbolic
+link is written through.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .conftest import (
 )
 
 HOSTILE_IDS = [
-    "it's \"quoted\"",
+    'it\'s "quoted"',
     "x'; DROP TABLE events; --",
     "../../../etc/passwd",
     "/absolute/path",
@@ -104,9 +106,7 @@ def _cluster(tmp: Path, url: str) -> Iterator[tuple[Store, str]]:
 
 
 @pytest.fixture(params=["sqlite", "redis", "cluster"])
-def store_and_url(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[Store, str]]:
+def store_and_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, str]]:
     makers: dict[str, Callable[[], Iterator[tuple[Store, str]]]] = {
         "sqlite": lambda: _sqlite(tmp_path),
         "redis": lambda: _redis(tmp_path, request.getfixturevalue("redis_url")),
@@ -175,3 +175,60 @@ def test_run_ids_that_cannot_be_kept_are_refused_before_anything_is_written(
         assert store.list_runs() == []
     finally:
         store.close()
+
+
+def _special_files(tmp: Path) -> list[Path]:
+    """A pipe, and (as root, so always in CI) a character device like /dev/null."""
+    import os
+    import stat
+
+    fifo = tmp / "a-pipe"
+    os.mkfifo(fifo)
+    found = [fifo]
+    if os.geteuid() == 0:
+        device = tmp / "a-device"
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        found.append(device)
+    elif os.environ.get("CI") == "true":
+        pytest.fail("CI runs as root: the device-node case must run")
+    return found
+
+
+@pytest.mark.parametrize("command", ["export", "timeline"])
+def test_output_onto_a_device_or_pipe_is_refused_and_the_node_kept(
+    command: str, tmp_path: Path
+) -> None:
+    import stat
+
+    db = tmp_path / "runs.db"
+    store = SQLiteStore(db)
+    hostile_flow("f").run(store=store, run_id="r")
+    store.close()
+    option = "--output" if command == "export" else "--html"
+    for node in _special_files(tmp_path):
+        mode = node.stat().st_mode
+        result = CliRunner().invoke(
+            cli, [command, "r", option, str(node), "--store", f"sqlite:///{db}"]
+        )
+        assert result.exit_code == 2, result.output
+        assert "is not a regular file" in result.output
+        assert node.stat().st_mode == mode and not stat.S_ISREG(node.stat().st_mode)
+
+
+def test_output_through_a_symlink_writes_the_file_it_names(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    store = SQLiteStore(db)
+    hostile_flow("f").run(store=store, run_id="r")
+    events = store.head("r")
+    store.close()
+    target = tmp_path / "real.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    result = CliRunner().invoke(
+        cli, ["export", "r", "--output", str(link), "--store", f"sqlite:///{db}"]
+    )
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and link.resolve() == target
+    written = [json.loads(line)["run_id"] for line in target.read_text().splitlines()]
+    assert written == ["r"] * events

@@ -248,6 +248,12 @@ def _check_output(path: Path, option: str) -> None:
     """Refuse an output path that cannot be written, before any work is done."""
     if path.is_dir():
         raise CLIError(f"{option} {str(path)!r} is a directory; give a file path")
+    if path.exists() and not path.is_file():
+        # a device node, pipe or socket: writing "atomically" would replace the node itself
+        raise CLIError(
+            f"{option} {str(path)!r} is not a regular file (a device, pipe or socket); "
+            "give a new path or a regular file"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise CLIError(f"{option} {str(path)!r}: the directory {str(parent)!r} does not exist")
@@ -258,7 +264,11 @@ def _check_output(path: Path, option: str) -> None:
 
 
 def _write_atomically(path: Path, text: str, option: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place.
+
+    A symbolic link is followed: the file it names is replaced, the link kept."""
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     parent = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
