@@ -58,6 +58,30 @@ RULES: list[tuple[str, str]] = [
         "approval is a logged Resume state, never an ambient prefect.context(resume=True)",
     ),
     (
+        # the parameters hold ClientFailed, Queued and Submitted, Cloud's meta states: their
+        # placeholders have no is_* methods, so the test would pass without checking anything
+        r"engine/test_state.py::test_state_is_methods\[state_check(?:2|9|15)\]",
+        CLOUD,
+    ),
+    (
+        r"engine/test_state.py::test_state_sizeof$",
+        "patches the module global super() of prefect.engine.state: the layer serves that "
+        "module as a view of statecore.states, so the patch never reaches statecore's code "
+        "(statecore's __sizeof__ is the same rule: the state's own size plus its result's)",
+    ),
+    (
+        r"tasks/test_control_flow.py::TestFilterTask::test_log_func$",
+        "reads an INFO record with no logging configured: Prefect 1 set its loggers to INFO "
+        "on import; statecore, a library, leaves levels to the application (FilterTask logs "
+        "what log_func returns at INFO, as Prefect 1's)",
+    ),
+    (
+        r"tasks/test_control_flow.py::test_merging_with_objects_that_cant_be_equality_compared$",
+        "statecore writes every task result to its log (a resumed run reads it back): a "
+        "result of a class no serializer knows fails its task unless checkpoint=False; "
+        "Prefect 1's flow.run() kept results in memory",
+    ),
+    (
         r"schedules/test_clocks.py::TestRRuleClock::",
         "RRuleClock (dateutil.rrule) is not in statecore: the compatibility layer declares "
         "it out of scope (use CronClock or DatesClock)",

@@ -7,12 +7,14 @@ condition does not match; skips then propagate downstream, and ``merge`` (trigge
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from statecore import signals, triggers
 from statecore.building import case_stack as _case_stack
 from statecore.building import current_flow
+from statecore.context import context
 from statecore.errors import FlowDefinitionError
 from statecore.flow import Flow
 from statecore.tasks import Task, as_task, task
@@ -36,8 +38,10 @@ class Merge(Task):
     """Returns the first input that is not None (branches are ``task1``, ``task2``, ...)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        # a merge that skipped whenever a branch skipped would always skip
+        if kwargs.setdefault("skip_on_upstream_skip", False):
+            raise ValueError("Merge tasks must have `skip_on_upstream_skip=False`.")
         kwargs.setdefault("trigger", triggers.not_all_skipped)
-        kwargs.setdefault("skip_on_upstream_skip", False)
         super().__init__(**kwargs)
 
     def run(self, **task_results: Any) -> Any:
@@ -52,7 +56,8 @@ class FilterTask(Task):
 
     Args:
         filter_func: keep a result when this returns True.
-        log_func: called with the filtered list (for logging), if given.
+        log_func: called with the filtered list; what it returns is logged at INFO (to
+            the run's log inside a run, else to the logger ``statecore.<task name>``).
     """
 
     def __init__(
@@ -70,7 +75,8 @@ class FilterTask(Task):
     def run(self, task_results: list[Any]) -> list[Any]:  # type: ignore[override]
         kept = [r for r in task_results if self.filter_func(r)]
         if self.log_func is not None:
-            self.log_func(kept)
+            logger = context.get("logger") or logging.getLogger(f"statecore.{self.name}")
+            logger.info(self.log_func(kept))
         return kept
 
 
@@ -83,21 +89,40 @@ class case:
     """Run the tasks created in this block only when ``task``'s result equals ``value``.
 
     Only the block's first tasks (those with no upstream inside the block) are gated;
-    the rest skip through ordinary skip propagation.
+    the rest skip through ordinary skip propagation. The block works inside ``with
+    Flow(...)`` and imperatively: every task added to a flow while the block is open
+    (``flow.add_task(t)``, ``t.bind(..., flow=flow)``) is gated, and all of them must be
+    added to the same flow.
+
+    Raises:
+        TypeError: if ``value`` is a task (compare with a constant).
     """
 
     def __init__(self, task: Any, value: Any) -> None:
+        if isinstance(value, Task):
+            raise TypeError("`value` cannot be a task")
         self.task = task
         self.value = value
         self.tasks: list[Task] = []
         self.flow: Flow | None = None
         self._token: Any = None
 
+    def add_task(self, task: Task, flow: Flow) -> None:
+        """Gate ``task``, just added to ``flow`` inside this block.
+
+        Raises:
+            ValueError: if the block's tasks were added to different flows.
+        """
+        if self.flow is None:
+            self.flow = flow
+        elif self.flow is not flow:
+            raise ValueError("Multiple flows cannot be used with the same case statement")
+        if task not in self.tasks:
+            self.tasks.append(task)
+
     def __enter__(self) -> case:
-        flow = current_flow()
-        if flow is None:
-            raise FlowDefinitionError("case(...) must be used inside a `with Flow(...)` block")
-        self.flow = flow
+        # None for the imperative API: the first task added names the flow
+        self.flow = current_flow()
         self._token = _case_stack.set((*_case_stack.get(), self))
         return self
 
@@ -138,8 +163,11 @@ def ifelse(condition: Any, true_task: Any, false_task: Any, mapped: bool = False
         switch(flag, branches, mapped=mapped)
 
 
-def merge(*tasks: Any, flow: Flow | None = None, mapped: bool = False) -> Task:
-    """A task returning the first non-None result among ``tasks`` (typically branches)."""
-    return Merge().bind(
+def merge(*tasks: Any, flow: Flow | None = None, mapped: bool = False, **kwargs: Any) -> Task:
+    """A task returning the first non-None result among ``tasks`` (typically branches).
+
+    ``kwargs`` go to the :class:`Merge` task (``name=``, ``checkpoint=``, ...).
+    """
+    return Merge(**kwargs).bind(
         **{f"task{i}": t for i, t in enumerate(tasks, start=1)}, flow=flow, mapped=mapped
     )

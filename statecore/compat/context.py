@@ -7,7 +7,8 @@ derived from it (``flow_run_id``, ``scheduled_start_time`` as a datetime, ``date
 shows the values set with ``prefect.context(key=value)`` (a ``with`` block),
 ``prefect.context.update(...)`` or ``prefect.context.key = value``, as Prefect 1 let
 tests do. Those layers are process-wide, not per thread, so a run started inside
-``with prefect.context(...)`` sees them on its worker threads too.
+``with prefect.context(...)`` sees them on its worker threads too. While a ``case`` block
+is open, ``prefect.context["case"]`` is that block (the innermost one), as in Prefect 1.
 
 ``prefect.context.secrets`` is a read-only mapping of the local secrets: those set in the
 context (``prefect.context(secrets={...})``) and the environment variables
@@ -23,6 +24,7 @@ import datetime as dt
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from statecore.building import case_stack
 from statecore.compat._layers import BASE, LAYERS, LOCK, local_secrets, stacked
 from statecore.compat.secrets import resolve as _resolve
 from statecore.context import context as _run_context
@@ -77,6 +79,9 @@ class PrefectContext(Mapping[str, Any]):
         values = stacked()
         values.update(_run_values())
         values["secrets"] = _Secrets()
+        blocks = case_stack.get()
+        if blocks:
+            values["case"] = blocks[-1]
         return values
 
     def __getitem__(self, key: str) -> Any:

@@ -1,0 +1,90 @@
+"""Differences from Prefect 1.4.1 in states, signals, triggers, schedules and control flow,
+found by running Prefect's own tests (``scripts/prefect1_tests.py``), fixed in statecore
+and pinned here by tests of our own."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from statecore import Flow, task
+from statecore.backends import MemoryStore
+from statecore.compat.context import context as prefect_context
+from statecore.control_flow import FilterTask, Merge, case, merge
+
+
+@task
+def _same(x: object) -> object:
+    return x
+
+
+# -- control flow ---------------------------------------------------------------------
+
+
+def test_a_case_compares_with_a_constant_never_a_task() -> None:
+    with Flow("f"):
+        flag = _same(True)
+        with pytest.raises(TypeError, match="cannot be a task"):
+            case(flag, _same(False))
+
+
+def test_a_case_block_holds_tasks_of_one_flow_only() -> None:
+    one, two = Flow("one"), Flow("two")
+    block = case(_same, True)
+    block.add_task(_same, one)
+    block.add_task(_same, one)  # the same task twice is gated once
+    assert block.tasks == [_same] and block.flow is one
+    with pytest.raises(ValueError, match="Multiple flows"):
+        block.add_task(_same, two)
+
+
+def test_the_open_case_block_is_in_the_prefect_context() -> None:
+    with Flow("f"):
+        outer, inner = case(_same(1), 1), case(_same(2), 2)
+        assert "case" not in prefect_context
+        with outer:
+            assert prefect_context["case"] is outer
+            with inner:
+                assert prefect_context["case"] is inner
+            assert prefect_context["case"] is outer
+        assert "case" not in prefect_context
+
+
+def test_a_merge_that_would_skip_on_a_skipped_branch_is_refused() -> None:
+    with pytest.raises(ValueError, match="skip_on_upstream_skip=False"):
+        Merge(skip_on_upstream_skip=True)
+
+
+def test_merge_passes_its_keyword_arguments_to_the_merge_task() -> None:
+    with Flow("f"):
+        merged = merge(_same(1), _same(2), name="pick", checkpoint=False)
+    assert merged.name == "pick" and merged.checkpoint is False
+
+
+def test_merge_never_compares_branch_results() -> None:
+    class Opaque:
+        def __eq__(self, other: object) -> bool:
+            raise TypeError("no comparing")
+
+        def __bool__(self) -> bool:
+            raise TypeError("no truth")
+
+        __hash__ = object.__hash__
+
+    @task(checkpoint=False)
+    def opaque() -> Opaque:
+        return Opaque()
+
+    with Flow("f") as flow:
+        merged = merge(_same(None), opaque(), checkpoint=False)
+    state = flow.run(store=MemoryStore())
+    assert state.is_successful()
+    assert isinstance(state.result[merged].result, Opaque)
+
+
+def test_filter_task_logs_what_its_log_func_returns(caplog: pytest.LogCaptureFixture) -> None:
+    keep = FilterTask(filter_func=lambda r: r % 2 == 0, log_func=lambda kept: f"kept {kept}")
+    with caplog.at_level(logging.INFO):
+        assert keep.run([1, 2, 3, 4]) == [2, 4]
+    assert "kept [2, 4]" in caplog.text
