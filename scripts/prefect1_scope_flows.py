@@ -9,4 +9,79 @@ NOT_RUN rule.)
 
 from __future__ import annotations
 
-RULES: list[tuple[str, str]] = []
+from prefect1_reasons import CONFIG, EXECUTORS, RESULTS, RUNNER
+
+_FLOW = r"core/test_flow.py::"
+_TASK = r"core/test_task.py::"
+_MAP = r"core/test_task_map.py::"
+
+RULES: list[tuple[str, str]] = [
+    # -- Result classes: the store keeps every result ------------------------------------
+    (
+        _FLOW + r"test_results_write_to_(?:custom_formatters|formatted_locations)$",
+        RESULTS + " (Flow(result=LocalResult(...)) and result locations)",
+    ),
+    (_TASK + r"test_task_call_with_self_succeeds$", RESULTS + " (task(target=..., result=...))"),
+    (
+        _MAP + r"test_map_skips_dont_leak_out\[",
+        RESULTS + " (asserts a skipped child's state._result is NoResult)",
+    ),
+    (
+        _MAP + r"test_mapped_retries_regenerate_child_pipelines$",
+        RESULTS + " (task_states built with Success(result=Result()), a result with no value "
+        "that a Cloud backend fills in)",
+    ),
+    # -- executors and runner internals ---------------------------------------------------
+    (
+        r"(?:" + _FLOW + r"test_timeout_actually_stops_execution"
+        r"|" + _MAP + r"TestFlatMap::test_flatmap_nested_noniterable_input)\[",
+        EXECUTORS + " (the test branches on isinstance(executor, prefect.executors.DaskExecutor))",
+    ),
+    (_FLOW + r"test_bad_flow_runner_code_still_returns_state_obj$", RUNNER + " (runner_cls=)"),
+    (
+        _FLOW + r"TestFlowRunMethod::test_flow_dot_run_responds_to_config$",
+        CONFIG + " (prefect.utilities.configuration.set_temporary_config)",
+    ),
+    (
+        _FLOW + r"TestFlowRunMethod::test_flow_dot_run_with_paused_states_hangs$",
+        "a paused run returns its Paused state at once (approve and resume it later: "
+        "statecore resume, flow.run(run_id=...)); Prefect 1's flow.run polls time.sleep "
+        "until the pause ends",
+    ),
+    (
+        r"(?:" + _MAP + r"(?:TestFlatMap::test_flatmap_reduced_result"
+        r"|test_map_behaves_like_zip_with_differing_length_results"
+        r"|test_map_composition)\[|" + _MAP + r"test_mapping_over_constants$)",
+        "prefect.utilities.debug.raise_on_exception: a debugging switch of Prefect's "
+        "FlowRunner/TaskRunner that raises a body's exception out of flow.run (statecore "
+        "records it in the run's log: statecore show RUN_ID --errors)",
+    ),
+    # -- statecore's own run model --------------------------------------------------------
+    (
+        _MAP + r"TestFlatMap::test_flatmap_one_unmappable_input\[",
+        "mapping over a constant that is not a sequence (flatten(1)) is refused when the "
+        "flow is built (FlowDefinitionError, naming the task); Prefect 1 fails the task at "
+        "run time",
+    ),
+    (
+        _FLOW + r"test_flow_run_raises_informative_error_for_certain_kwargs$",
+        "flow.run(return_tasks=...) is accepted (every task's state is returned anyway); "
+        "Prefect 1.4.1 refuses it with a ValueError",
+    ),
+    (
+        _FLOW + r"test_flow_run_name_as_run_param$",
+        "flow.run(flow_run_name=...): a statecore run is named by its run id "
+        "(flow.run(run_id=...)), which also makes it resumable, and prefect.context."
+        "flow_run_name is that id",
+    ),
+    (
+        _FLOW + r"TestFlowRunMethod::test_flow_dot_run_(?:sets|persists)_scheduled_start_time",
+        "asserts prefect.context.scheduled_start_time *is* the schedule's datetime object: "
+        "statecore logs the slot as an integer (UTC ns) and builds an equal datetime",
+    ),
+    (
+        _FLOW + r"TestTerminalStateHandler::",
+        "Flow(terminal_state_handler=...): the flow's final state is one pure function of "
+        "the reference tasks' states, the same on replay; a flow state handler sees it",
+    ),
+]

@@ -195,7 +195,7 @@ class Flow:
             self.version += 1
             return Edge(Constant(upstream_task), downstream, key, mapped, flattened)
         if not isinstance(upstream_task, Task) and mapped and not contains_task(upstream_task):
-            _check_mappable(downstream, key, upstream_task, flattened)
+            _check_mappable(downstream, key, upstream_task)
         upstream = as_task(upstream_task, self)
         if key is not None and (downstream, key) in self._keyed:
             raise FlowDefinitionError(f"task {downstream.name!r} already has an input {key!r}")
@@ -213,6 +213,48 @@ class Flow:
         if key is not None:
             self._keyed.add((downstream, key))
         return edge
+
+    def replace(self, old: Task, new: Any, validate: bool = True) -> None:
+        """Put ``new`` where ``old`` was: its edges, constant inputs and reference role.
+
+        ``new`` may be any value a task accepts as an argument (a collection or a
+        constant becomes a task), as in Prefect 1's ``Flow.replace``.
+
+        Raises:
+            FlowDefinitionError: ``old`` is not in the flow, or (with ``validate``) the
+                graph after the replacement is not valid.
+        """
+        if old not in self._tasks:
+            raise FlowDefinitionError(f"task {old!r} was not found in flow {self.name!r}")
+        new = as_task(new, self)
+        affected = [e for e in self._edges if old in (e.upstream_task, e.downstream_task)]
+        constants = self.constants.pop(old, {})
+        del self._tasks[old]
+        del self.slugs[old]
+        for edge in affected:
+            del self._edges[edge]
+        self._down = {}
+        self._keyed = set()
+        for edge in self._edges:
+            self._down.setdefault(edge.upstream_task, []).append(edge.downstream_task)
+            if edge.key is not None:
+                self._keyed.add((edge.downstream_task, edge.key))
+        self.add_task(new)
+        self.constants[new].update(constants)
+        for edge in affected:
+            self.add_edge(
+                new if edge.upstream_task is old else edge.upstream_task,
+                new if edge.downstream_task is old else edge.downstream_task,
+                edge.key,
+                edge.mapped,
+                edge.flattened,
+                validate=False,
+            )
+        if old in self._reference_tasks:
+            self._reference_tasks = [t for t in self._reference_tasks if t is not old] + [new]
+        self.version += 1
+        if validate:
+            self.validate()
 
     def _reaches(self, start: Task, goal: Task) -> bool:
         """True when ``goal`` is downstream of ``start`` (or is it)."""
@@ -368,9 +410,17 @@ class Flow:
         Raises:
             ValueError: bad parameters; on a schedule, a ``run_id`` or ``task_states``
                 (slot runs have their own ids), or no start time left.
+            RuntimeError: called inside the flow's own ``with Flow(...)`` block.
         """
         from statecore.runners.local import run_flow
 
+        if current_flow() is self:
+            # the flow is still being built: running it here would run half a graph, and
+            # once per pass if the block sits in a loop
+            raise RuntimeError(
+                f"flow {self.name!r}: don't call `flow.run()` from within a `Flow` context "
+                "manager; call it after the `with Flow(...)` block"
+            )
         params = dict(parameters or {})
         names = {p.name for p in self.parameters()}
         for key in list(kwargs):
@@ -416,15 +466,13 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def _check_mappable(task: Task, key: str | None, value: Any, flattened: bool) -> None:
+def _check_mappable(task: Task, key: str | None, value: Any) -> None:
+    # a flattened constant need not be a list of lists: Prefect 1 maps over flatten([1, 2])
+    # as over [1, 2] (the run's flatten keeps elements that are not lists as they are)
     if isinstance(value, EdgeAnnotation):
         value = value.value
     if not hasattr(value, "__getitem__") or not hasattr(value, "__len__"):
         raise FlowDefinitionError(
             f"task {task.name!r}: cannot map over argument {key!r} = {value!r}: it is not a "
             "list or other sequence; wrap it in unmapped(...) to pass it whole"
-        )
-    if flattened and not all(hasattr(v, "__iter__") for v in value):
-        raise FlowDefinitionError(
-            f"task {task.name!r}: flatten({key!r}) needs a list of lists, got {value!r}"
         )

@@ -154,8 +154,12 @@ class Task:
     __hash__ = object.__hash__
 
     def run(self, **inputs: Any) -> Any:
-        """The task's work; override in subclasses."""
-        raise NotImplementedError(f"task {self.name!r} has no run() method")
+        """The task's work; override in subclasses.
+
+        A bare ``Task()`` does nothing and succeeds with None, as in Prefect 1, where it
+        serves as a join point or a stand-in while a flow is sketched.
+        """
+        return None
 
     def code_source(self) -> str:
         """The source used for the per-task code hash (changed code is noted on resume)."""

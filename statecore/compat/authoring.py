@@ -20,7 +20,8 @@ from statecore import flow as _flow
 from statecore import tasks as _tasks
 from statecore.compat.context import context as _prefect_context
 from statecore.compat.errors import OutOfScope, OutOfScopeAttribute
-from statecore.states import State
+from statecore.decide import with_result
+from statecore.states import Pending, State
 
 __all__ = ["FLOW_OUT_OF_SCOPE", "TASK_OUT_OF_SCOPE", "Flow", "task"]
 
@@ -141,12 +142,17 @@ class Flow(_flow.Flow):
         return_tasks: Iterable[Any] | None = None,
         executor: Any = None,
         runner_cls: Any = None,
+        state: State | None = None,
         **kwargs: Any,
     ) -> State:
         """``flow.run`` with Prefect 1's keywords: ``context`` adds values to
         ``prefect.context`` for the run; ``return_tasks`` is accepted (the returned
-        state's ``result`` holds every task). Everything else is statecore's
-        ``Flow.run`` (``store=``, ``run_id=``, ``secrets=``, ``runner=``, ...).
+        state's ``result`` holds every task); ``state`` is the flow run's initial state,
+        as Prefect 1's FlowRunner took it: a finished one is returned at once, every
+        task ``Pending("Task not run.")`` and no run recorded, and a pending or running
+        one (a ``Scheduled`` one too, whatever its start time) starts the run as usual.
+        Everything else is statecore's ``Flow.run`` (``store=``, ``run_id=``,
+        ``secrets=``, ``runner=``, ...).
 
         Raises:
             OutOfScope: ``executor`` or ``runner_cls`` given.
@@ -156,6 +162,10 @@ class Flow(_flow.Flow):
             raise OutOfScope(FLOW_OUT_OF_SCOPE["executor"])
         if runner_cls is not None:
             raise OutOfScope(f"flow.run(runner_cls=...) is out of scope: {_RUNNER}")
+        if state is not None and state.is_finished():
+            results = state.result if isinstance(state.result, dict) else {}
+            not_run = {t: Pending("Task not run.") for t in self.tasks if t not in results}
+            return with_result(state, {**results, **not_run})
         with _prefect_context(dict(context or {})):
             return super().run(parameters, **kwargs)
 

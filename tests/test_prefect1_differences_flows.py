@@ -1,0 +1,175 @@
+"""Flow and task behaviour that Prefect 1.4.1's core/test_flow.py, core/test_task.py and
+core/test_task_map.py found missing from statecore (scripts/prefect1_tests.py), each pinned
+here in our own words."""
+
+from __future__ import annotations
+
+import pytest
+
+from statecore import Flow, Parameter, Task, flatten, task
+from statecore.backends import MemoryStore
+from statecore.compat.authoring import Flow as PrefectFlow
+from statecore.errors import FlowDefinitionError
+from statecore.states import Failed, Pending, Running, Success
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+# -- flatten over a constant ----------------------------------------------------------------
+
+
+def test_flattening_a_constant_of_plain_values_maps_over_it_unchanged(store: MemoryStore) -> None:
+    with Flow("flat-constant") as flow:
+        plain = double.map(flatten([4, 5]))
+        nested = double.map(flatten([[4], [5, 6]]))
+    state = flow.run(store=store)
+    assert state.is_successful()
+    assert state.result[plain].result == [8, 10]
+    assert state.result[nested].result == [8, 10, 12]
+
+
+def test_flattening_a_one_element_constant_gives_one_child(store: MemoryStore) -> None:
+    with Flow("flat-one") as flow:
+        one = add.map(x=flatten([1]), y=flatten([[10]]))
+    state = flow.run(store=store)
+    assert state.result[one].is_mapped()
+    assert state.result[one].result == [11]
+
+
+def test_flattening_a_non_sequence_constant_is_still_refused_when_building() -> None:
+    with Flow("flat-scalar"), pytest.raises(FlowDefinitionError, match="cannot map over"):
+        double.map(flatten(3))
+
+
+# -- flow.run inside its own with block -----------------------------------------------------
+
+
+def test_running_a_flow_inside_its_own_with_block_raises(store: MemoryStore) -> None:
+    with Flow("half-built") as flow:
+        double(1)
+        with pytest.raises(RuntimeError, match="within a `Flow` context manager"):
+            flow.run(store=store)
+    assert store.list_runs() == []
+    assert flow.run(store=store).is_successful()
+
+
+def test_another_flow_may_run_inside_a_with_block(store: MemoryStore) -> None:
+    with Flow("inner") as inner:
+        double(2)
+    with Flow("outer"):
+        assert inner.run(store=store).is_successful()
+
+
+# -- Flow.replace ---------------------------------------------------------------------------
+
+
+def test_replace_moves_edges_constants_and_reference_role(store: MemoryStore) -> None:
+    @task
+    def triple(x: int) -> int:
+        return 3 * x
+
+    with Flow("swap") as flow:
+        x = Parameter("x")
+        first = double(x)
+        second = add(first, 100)
+    flow.set_reference_tasks([first])
+    replacement = triple.copy()
+    flow.replace(first, replacement)
+    assert first not in flow.tasks and replacement in flow.tasks
+    assert flow.upstream_tasks(replacement) == {x}
+    assert flow.downstream_tasks(replacement) == {second}
+    assert flow.reference_tasks() == {replacement}
+    state = flow.run(x=5, store=store)
+    assert state.result[replacement].result == 15
+    assert state.result[second].result == 115
+
+
+def test_replace_keeps_a_replaced_tasks_constant_inputs(store: MemoryStore) -> None:
+    with Flow("swap-constants") as flow:
+        old = add(1, 2)
+    new = add.copy()
+    flow.replace(old, new)
+    assert flow.run(store=store).result[new].result == 3
+
+
+def test_replace_with_a_collection_makes_it_a_task(store: MemoryStore) -> None:
+    with Flow("swap-list") as flow:
+        xs = Parameter("xs")
+        summed = total(xs)
+    flow.replace(xs, [1, 2, 3])
+    assert not flow.parameters()
+    assert flow.run(store=store).result[summed].result == 6
+
+
+def test_replace_refuses_a_task_not_in_the_flow() -> None:
+    flow = Flow("swap-missing", tasks=[Task()])
+    with pytest.raises(FlowDefinitionError, match="not found"):
+        flow.replace(Task(), Task())
+
+
+# -- a bare Task --------------------------------------------------------------------------
+
+
+def test_a_bare_task_succeeds_with_none(store: MemoryStore) -> None:
+    join = Task(name="join")
+    flow = Flow("bare", tasks=[join])
+    state = flow.run(store=store)
+    assert state.is_successful()
+    assert state.result[join].result is None
+
+
+# -- prefect.Flow.run(state=...) ------------------------------------------------------------
+
+
+def test_a_finished_initial_state_is_returned_and_nothing_runs(store: MemoryStore) -> None:
+    ran: list[int] = []
+
+    @task
+    def work() -> None:
+        ran.append(1)
+
+    flow = PrefectFlow("given-state", tasks=[work])
+    state = flow.run(state=Failed("given"), store=store)
+    assert state.is_failed() and state.message == "given"
+    assert state.result[work].is_pending()
+    assert state.result[work].message == "Task not run."
+    assert ran == [] and store.list_runs() == []
+
+
+def test_a_finished_initial_state_keeps_the_task_states_it_holds(store: MemoryStore) -> None:
+    done = Task(name="done")
+    later = Task(name="later")
+    flow = PrefectFlow("given-results", tasks=[done, later])
+    state = flow.run(state=Success("given", result={done: Success("kept")}), store=store)
+    assert state.result[done].message == "kept"
+    assert state.result[later].is_pending()
+
+
+@pytest.mark.parametrize("initial", [Pending(), Running()])
+def test_a_pending_or_running_initial_state_runs_the_flow(
+    store: MemoryStore, initial: Pending | Running
+) -> None:
+    with PrefectFlow("given-pending") as flow:
+        bad = add("5", 5)
+    state = flow.run(state=initial, store=store)
+    assert state.is_failed()
+    assert state.result[bad].is_failed()
+    assert len(store.list_runs()) == 1
