@@ -81,9 +81,4 @@ RULES: list[tuple[str, str]] = [
         "result of a class no serializer knows fails its task unless checkpoint=False; "
         "Prefect 1's flow.run() kept results in memory",
     ),
-    (
-        r"schedules/test_clocks.py::TestRRuleClock::",
-        "RRuleClock (dateutil.rrule) is not in statecore: the compatibility layer declares "
-        "it out of scope (use CronClock or DatesClock)",
-    ),
 ]

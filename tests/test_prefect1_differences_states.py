@@ -88,3 +88,53 @@ def test_filter_task_logs_what_its_log_func_returns(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO):
         assert keep.run([1, 2, 3, 4]) == [2, 4]
     assert "kept [2, 4]" in caplog.text
+
+
+# -- schedules ------------------------------------------------------------------------
+
+
+def test_an_rrule_clock_fires_at_the_rules_times_within_its_dates() -> None:
+    import pendulum
+    from dateutil import rrule
+
+    from statecore.schedules import Schedule
+    from statecore.schedules.clocks import RRuleClock
+
+    # every Monday and Thursday at 09:00 New York time, a rule Prefect 1 users wrote
+    first = pendulum.datetime(2026, 3, 2, 9, tz="America/New_York")  # a Monday
+    rule = rrule.rrule(rrule.WEEKLY, byweekday=(rrule.MO, rrule.TH), dtstart=first)
+    clock = RRuleClock(
+        rule, start_date=first.add(days=3), end_date=first.add(weeks=2), labels=["x"]
+    )
+    got = list(clock.events(after=first.subtract(years=1)))
+    assert [e.start_time.format("ddd D HH:mm Z") for e in got] == [
+        "Thu 5 09:00 -05:00",
+        "Mon 9 09:00 -04:00",  # across the DST change, still 09:00 local
+        "Thu 12 09:00 -04:00",
+        "Mon 16 09:00 -04:00",
+    ]
+    assert all(e.labels == ["x"] for e in got)
+    schedule = Schedule(clocks=[clock])
+    assert schedule.next(1, after=got[0].start_time) == [got[1].start_time]
+
+
+def test_an_rrule_clock_of_naive_times_reads_them_as_utc() -> None:
+    import datetime as dt
+
+    import pendulum
+    from dateutil import rrule
+
+    from statecore.schedules.clocks import RRuleClock
+
+    rule = rrule.rrule(rrule.HOURLY, dtstart=dt.datetime(2026, 1, 1), count=5)
+    after = pendulum.datetime(2026, 1, 1, 4, 30, tz="Europe/Paris")  # 03:30 UTC
+    assert [e.start_time for e in RRuleClock(rule).events(after=after)] == [
+        pendulum.datetime(2026, 1, 1, 4, tz="UTC")
+    ]
+
+
+def test_an_rrule_clock_needs_a_rule() -> None:
+    from statecore.schedules.clocks import RRuleClock
+
+    with pytest.raises(TypeError, match="rrule"):
+        RRuleClock("FREQ=DAILY")

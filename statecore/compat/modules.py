@@ -443,9 +443,6 @@ MODULES: Mapping[str, ModuleDef] = MappingProxyType(
         "prefect.schedules.clocks": ModuleDef(
             "prefect.schedules.clocks -> statecore.schedules.clocks",
             lambda: _public("statecore.schedules.clocks"),
-            out_of_scope={
-                "RRuleClock": "RRuleClock is out of scope: use CronClock or DatesClock",
-            },
             equivalent="statecore.schedules.clocks",
         ),
         "prefect.schedules.filters": ModuleDef(

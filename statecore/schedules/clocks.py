@@ -16,6 +16,8 @@ DST, as Prefect 1 does it:
   time zone: a wall time that occurs twice (clocks set back) fires once, at its second
   occurrence; one that does not exist (clocks set forward) moves forward by the gap, and
   fires once even if that lands on another match.
+* :class:`RRuleClock` leaves recurrence to ``dateutil.rrule``: its times are the rule's
+  own, in the rule's ``dtstart`` time zone (naive ones are UTC).
 """
 
 from __future__ import annotations
@@ -27,7 +29,15 @@ from typing import Any
 import pendulum
 from pendulum import DateTime
 
-__all__ = ["Clock", "ClockEvent", "CronClock", "DatesClock", "IntervalClock", "utc_now"]
+__all__ = [
+    "Clock",
+    "ClockEvent",
+    "CronClock",
+    "DatesClock",
+    "IntervalClock",
+    "RRuleClock",
+    "utc_now",
+]
 
 #: Prefect 1's start date for an IntervalClock without one
 DEFAULT_START = pendulum.datetime(2019, 1, 1, tz="UTC")
@@ -314,3 +324,69 @@ class DatesClock(Clock):
         for when in self.dates:
             if when > after_:
                 yield self._event(when)
+
+
+class RRuleClock(Clock):
+    """Fires at the times of an iCalendar recurrence rule (``dateutil.rrule``).
+
+    Args:
+        rrule_obj: a ``dateutil.rrule.rrule`` or ``rruleset``; its times are used as they
+            are (naive ones are UTC).
+        start_date: no event before it; ``start_date`` itself is an event if the rule has it.
+        end_date: no event after this time.
+        parameter_defaults: parameter values for runs on this clock's events.
+        labels: labels carried by the events.
+
+    Raises:
+        TypeError: ``rrule_obj`` is not an rrule or rruleset.
+
+    Example:
+        >>> import pendulum
+        >>> from dateutil import rrule
+        >>> start = pendulum.datetime(2026, 1, 1, 9, tz="UTC")
+        >>> clock = RRuleClock(rrule.rrule(rrule.WEEKLY, byweekday=rrule.MO, dtstart=start))
+        >>> [e.start_time.isoformat() for e in clock.events(after=start)][:2]
+        ['2026-01-05T09:00:00+00:00', '2026-01-12T09:00:00+00:00']
+    """
+
+    def __init__(
+        self,
+        rrule_obj: Any,
+        start_date: dt.datetime | None = None,
+        end_date: dt.datetime | None = None,
+        parameter_defaults: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+    ) -> None:
+        if not isinstance(rrule_obj, _rrulebase()):
+            raise TypeError(f"rrule_obj must be an rrule or rruleset, got: {rrule_obj!r}")
+        self.rrule_obj: Any = rrule_obj
+        super().__init__(start_date, end_date, parameter_defaults, labels)
+
+    def events(self, after: dt.datetime | None = None) -> Iterator[ClockEvent]:
+        """Events after ``after`` (default: from now on, now included), in order; from
+        ``start_date`` on, ``start_date`` included."""
+        inclusive = after is None
+        after_ = utc_now() if after is None else as_datetime(after)
+        if self.start_date is not None and after_ < self.start_date:
+            after_, inclusive = self.start_date, True
+        # a rule of naive times cannot be compared with an aware one: ask it in naive UTC
+        first: dt.datetime | None = next(iter(self.rrule_obj), None)
+        bound: dt.datetime = after_
+        if first is not None and first.tzinfo is None:
+            bound = after_.in_tz("UTC").naive()
+        for raw in self.rrule_obj.xafter(bound, inc=inclusive):
+            when = as_datetime(raw)
+            if self._past_end(when):
+                return
+            yield self._event(when)
+
+
+def _rrulebase() -> type | tuple[()]:
+    """dateutil's rule base class; imported only here, as only a rule's owner needs it
+    (without dateutil nothing can be a rule: the empty tuple matches no instance)."""
+    try:
+        from dateutil.rrule import rrulebase  # type: ignore[import-untyped]  # no stubs
+    except ImportError:
+        return ()
+    base: type = rrulebase
+    return base
