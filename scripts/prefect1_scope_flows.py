@@ -37,6 +37,10 @@ RULES: list[tuple[str, str]] = [
         r"|" + _MAP + r"TestFlatMap::test_flatmap_nested_noniterable_input)\[",
         EXECUTORS + " (the test branches on isinstance(executor, prefect.executors.DaskExecutor))",
     ),
+    (
+        _FLOW + r"TestFlowRunMethod::test_flow_dot_run_schedule_continues_on_executor_failure$",
+        EXECUTORS + " (flow.run(executor=MagicMock(side_effect=Exception)))",
+    ),
     (_FLOW + r"test_bad_flow_runner_code_still_returns_state_obj$", RUNNER + " (runner_cls=)"),
     (
         _FLOW + r"TestFlowRunMethod::test_flow_dot_run_responds_to_config$",

@@ -8,6 +8,10 @@ Prefect's conftest starts Dask clusters and sets Cloud/Server configuration; her
 - ``mthread``, ``threaded_local``: ``LocalRunner`` with four worker threads;
 - ``mproc``, ``mproc_local``: :class:`statecore.runners.DaskRunner` on one session-wide
   ``distributed`` cluster of two worker processes (as Prefect's conftest shares one).
+
+Each test's runs go to one SQLite store of its own (``STATECORE_STORE``), as a user's runs
+go to the one default store of their working directory: a task cached by one
+``flow.run()`` is found by the next, as Prefect 1 found it in ``prefect.context.caches``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _store_per_test(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATECORE_STORE", f"sqlite:///{tmp_path}/statecore.db")
 
 
 @pytest.fixture(scope="session")
