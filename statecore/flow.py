@@ -19,8 +19,7 @@ from statecore.tasks import (
     Task,
     as_task,
     contains_task,
-    flatten,
-    unmapped,
+    edge_options,
 )
 
 if TYPE_CHECKING:
@@ -286,15 +285,14 @@ class Flow:
         task = as_task(task, self)
         self.add_task(task)
         for t in upstream_tasks or ():
-            is_mapped = mapped and not isinstance(t, unmapped)
-            self.add_edge(_unwrap(t), task, mapped=is_mapped, validate=validate)
+            value, is_mapped, _ = edge_options(t, mapped)
+            self.add_edge(value, task, mapped=is_mapped, validate=validate)
         for t in downstream_tasks or ():
-            self.add_edge(task, _unwrap(t), validate=validate)
+            self.add_edge(task, edge_options(t, False)[0], validate=validate)
         for key, t in (keyword_tasks or {}).items():
-            is_mapped = mapped and not isinstance(t, unmapped)
-            flattened = isinstance(t, flatten)
+            value, is_mapped, flattened = edge_options(t, mapped)
             self.add_edge(
-                _unwrap(t), task, key=key, mapped=is_mapped, flattened=flattened, validate=validate
+                value, task, key=key, mapped=is_mapped, flattened=flattened, validate=validate
             )
 
     def upstream_tasks(self, task: Task) -> set[Task]:
@@ -456,14 +454,6 @@ class Flow:
             secrets=secrets,
             runner=runner,
         )
-
-
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, unmapped):
-        return _unwrap(value.value)
-    if isinstance(value, flatten):
-        return value.value
-    return value
 
 
 def _check_mappable(task: Task, key: str | None, value: Any) -> None:

@@ -12,7 +12,7 @@ import datetime
 import inspect
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 from statecore import triggers as _triggers
 from statecore.errors import FlowDefinitionError
@@ -25,7 +25,9 @@ __all__ = [
     "Parameter",
     "Secret",
     "Task",
+    "edge_options",
     "flatten",
+    "mapped",
     "task",
     "unmapped",
 ]
@@ -464,7 +466,11 @@ class Dict(Task):
 
 
 class EdgeAnnotation:
-    """Base of ``unmapped`` and ``flatten``: how an argument joins a mapped task."""
+    """Base of ``unmapped``, ``mapped`` and ``flatten``: how an argument joins its task."""
+
+    #: what the annotation sets on its edge; nested annotations combine, the inner one
+    #: winning where both set a flag (``unmapped(mapped(xs))`` maps), as in Prefect 1
+    annotations: ClassVar[Mapping[str, bool]] = {}
 
     def __init__(self, value: Any) -> None:
         self.value = value
@@ -476,9 +482,32 @@ class EdgeAnnotation:
 class unmapped(EdgeAnnotation):
     """Hold an argument constant across a ``.map``: ``f.map(xs, unmapped(y))``."""
 
+    annotations: ClassVar[Mapping[str, bool]] = {"mapped": False}
+
+
+class mapped(EdgeAnnotation):
+    """Map over this argument in a plain call: ``f(x=mapped(xs), y=y)`` is
+    ``f.map(x=xs, y=unmapped(y))`` (Prefect 1's ``prefect.utilities.edges.mapped``)."""
+
+    annotations: ClassVar[Mapping[str, bool]] = {"mapped": True}
+
 
 class flatten(EdgeAnnotation):
     """Map over a list of lists as one flat list: ``f.map(flatten(xs))``."""
+
+    annotations: ClassVar[Mapping[str, bool]] = {"flattened": True}
+
+
+def edge_options(value: Any, mapped: bool) -> tuple[Any, bool, bool]:
+    """``(value, mapped, flattened)`` for an argument, its annotations taken off.
+
+    ``mapped`` is the call's (True for ``.map``); an annotation overrides it.
+    """
+    flags: dict[str, bool] = {}
+    while isinstance(value, EdgeAnnotation):
+        flags.update(type(value).annotations)  # outermost first: inner ones win
+        value = value.value
+    return value, flags.get("mapped", mapped), flags.get("flattened", False)
 
 
 def contains_task(value: Any) -> bool:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from statecore import Flow, Parameter, Task, flatten, task
+from statecore import Flow, Parameter, Task, flatten, task, unmapped
 from statecore.backends import MemoryStore
 from statecore.compat.authoring import Flow as PrefectFlow
 from statecore.errors import FlowDefinitionError
 from statecore.states import Failed, Pending, Running, Success
+from statecore.tasks import edge_options, mapped
 
 
 @task
@@ -173,3 +174,46 @@ def test_a_pending_or_running_initial_state_runs_the_flow(
     assert state.is_failed()
     assert state.result[bad].is_failed()
     assert len(store.list_runs()) == 1
+
+
+# -- the mapped() annotation ----------------------------------------------------------------
+
+
+def test_mapped_maps_one_argument_of_a_plain_call(store: MemoryStore) -> None:
+    @task
+    def numbers() -> list[int]:
+        return [1, 2, 3]
+
+    with Flow("mapped-arg") as flow:
+        sums = add(x=mapped(numbers()), y=10)
+    state = flow.run(store=store)
+    assert state.result[sums].is_mapped()
+    assert state.result[sums].result == [11, 12, 13]
+
+
+def test_mapped_leaves_plain_upstream_tasks_unmapped(store: MemoryStore) -> None:
+    order: list[str] = []
+
+    @task
+    def first() -> None:
+        order.append("first")
+
+    @task
+    def show(x: int) -> int:
+        order.append(f"show {x}")
+        return x
+
+    with Flow("mapped-upstream") as flow:
+        shown = show(x=mapped([1, 2]), upstream_tasks=[first()])
+    state = flow.run(store=store)
+    assert state.result[shown].result == [1, 2]
+    assert order[0] == "first" and sorted(order[1:]) == ["show 1", "show 2"]
+
+
+def test_nested_annotations_combine_the_inner_one_winning(store: MemoryStore) -> None:
+    assert edge_options(unmapped(mapped([1])), False)[1:] == (True, False)
+    assert edge_options(mapped(unmapped([1])), True)[1:] == (False, False)
+    assert edge_options(mapped(flatten([[1]])), False)[1:] == (True, True)
+    with Flow("mapped-flat") as flow:
+        flat = double(x=mapped(flatten([[1], [2, 3]])))
+    assert flow.run(store=store).result[flat].result == [2, 4, 6]
