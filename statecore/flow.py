@@ -213,6 +213,40 @@ class Flow:
             self._keyed.add((downstream, key))
         return edge
 
+    def update(
+        self,
+        flow: Flow,
+        merge_parameters: bool = False,
+        validate: bool | None = None,
+        merge_reference_tasks: bool = False,
+    ) -> None:
+        """Add every task, edge and constant input of ``flow`` to this flow (Prefect 1's
+        ``Flow.update``).
+
+        Args:
+            flow: the flow to take from (left unchanged).
+            merge_parameters: a parameter of this flow that ``flow`` also has (by name)
+                is replaced by ``flow``'s, so the two share it.
+            validate: accepted as Prefect 1 takes it; edges are always checked.
+            merge_reference_tasks: this flow's reference tasks become both flows'.
+        """
+        del validate
+        if merge_parameters:
+            theirs = {p.name: p for p in flow.parameters()}
+            for p in self.parameters():
+                if p.name in theirs and theirs[p.name] is not p:
+                    self.replace(p, theirs[p.name])
+        for t in flow.ordered_tasks():
+            self.add_task(t)
+        for e in flow.ordered_edges():
+            if e not in self._edges:
+                self.add_edge(e.upstream_task, e.downstream_task, e.key, e.mapped, e.flattened)
+        for t, constants in flow.constants.items():
+            self.constants[t].update(constants)
+        if merge_reference_tasks:
+            self.set_reference_tasks(self.reference_tasks() | flow.reference_tasks())
+        self.version += 1
+
     def replace(self, old: Task, new: Any, validate: bool = True) -> None:
         """Put ``new`` where ``old`` was: its edges, constant inputs and reference role.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import inspect
+import operator
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar, overload
@@ -22,6 +23,8 @@ __all__ = [
     "Constant",
     "FunctionTask",
     "GetItem",
+    "Not",
+    "Operator",
     "Parameter",
     "Secret",
     "Task",
@@ -291,6 +294,99 @@ class Task:
             )
         return (self[i] for i in range(self.nout))
 
+    # -- operators: each builds a task of the flow, as Prefect 1's did ------------------
+    # (``==`` and ``!=`` stay identity, since tasks are graph nodes: use is_equal)
+
+    def __add__(self, other: Any) -> Task:
+        return Operator("Add", operator.add).bind(self, other)
+
+    def __sub__(self, other: Any) -> Task:
+        return Operator("Sub", operator.sub).bind(self, other)
+
+    def __mul__(self, other: Any) -> Task:
+        return Operator("Mul", operator.mul).bind(self, other)
+
+    def __truediv__(self, other: Any) -> Task:
+        return Operator("Div", operator.truediv).bind(self, other)
+
+    def __floordiv__(self, other: Any) -> Task:
+        return Operator("FloorDiv", operator.floordiv).bind(self, other)
+
+    def __mod__(self, other: Any) -> Task:
+        return Operator("Mod", operator.mod).bind(self, other)
+
+    def __pow__(self, other: Any) -> Task:
+        return Operator("Pow", operator.pow).bind(self, other)
+
+    def __and__(self, other: Any) -> Task:
+        return Operator("And", _and).bind(self, other)
+
+    def __radd__(self, other: Any) -> Task:
+        return Operator("Add", operator.add).bind(other, self)
+
+    def __rsub__(self, other: Any) -> Task:
+        return Operator("Sub", operator.sub).bind(other, self)
+
+    def __rmul__(self, other: Any) -> Task:
+        return Operator("Mul", operator.mul).bind(other, self)
+
+    def __rtruediv__(self, other: Any) -> Task:
+        return Operator("Div", operator.truediv).bind(other, self)
+
+    def __rfloordiv__(self, other: Any) -> Task:
+        return Operator("FloorDiv", operator.floordiv).bind(other, self)
+
+    def __rmod__(self, other: Any) -> Task:
+        return Operator("Mod", operator.mod).bind(other, self)
+
+    def __rpow__(self, other: Any) -> Task:
+        return Operator("Pow", operator.pow).bind(other, self)
+
+    def __rand__(self, other: Any) -> Task:
+        return Operator("And", _and).bind(other, self)
+
+    def __gt__(self, other: Any) -> Task:
+        return Operator("GreaterThan", operator.gt).bind(self, other)
+
+    def __ge__(self, other: Any) -> Task:
+        return Operator("GreaterThanOrEqual", operator.ge).bind(self, other)
+
+    def __lt__(self, other: Any) -> Task:
+        return Operator("LessThan", operator.lt).bind(self, other)
+
+    def __le__(self, other: Any) -> Task:
+        return Operator("LessThanOrEqual", operator.le).bind(self, other)
+
+    def is_equal(self, other: Any) -> Task:
+        """A task of ``self == other`` (``==`` itself compares tasks)."""
+        return Operator("Equal", operator.eq).bind(self, other)
+
+    def is_not_equal(self, other: Any) -> Task:
+        """A task of ``self != other``."""
+        return Operator("NotEqual", operator.ne).bind(self, other)
+
+    def or_(self, other: Any) -> Task:
+        """A task of ``self or other`` (``|`` makes a dependency, as in Prefect 1)."""
+        return Operator("Or", _or).bind(self, other)
+
+    def not_(self) -> Task:
+        """A task of ``not self``."""
+        return Not().bind(self)
+
+    def __or__(self, other: Any) -> Any:
+        """``a | b``: ``b`` runs after ``a``; returns ``b`` so that chains read left to right."""
+        from statecore.building import current_flow
+
+        flow = current_flow()
+        if flow is None:
+            raise FlowDefinitionError(f"task {self.name!r}: `|` needs a `with Flow(...)` block")
+        flow.set_dependencies(self, downstream_tasks=[other])
+        return other
+
+    def __ror__(self, other: Any) -> Task:
+        """``x | task``: ``task`` runs after ``x``."""
+        return self.set_upstream(other)
+
 
 class FunctionTask(Task):
     """A task whose ``run`` is a plain function (made by ``@task``)."""
@@ -420,6 +516,42 @@ class GetItem(Task):
 
     def run(self, task_result: Any, key: Any) -> Any:  # type: ignore[override]
         return task_result[key]
+
+
+def _and(x: Any, y: Any) -> Any:
+    return x and y
+
+
+def _or(x: Any, y: Any) -> Any:
+    return x or y
+
+
+class Operator(Task):
+    """``x <op> y`` of two arguments: the task an operator on tasks builds (``a + 1``).
+
+    Args:
+        name: the operation's name (Prefect 1's operator task names: ``Add``, ``Sub``,
+            ``GreaterThan``, ...), also the task's name.
+        fn: a module-level function of two arguments (worker processes get it by
+            reference).
+    """
+
+    def __init__(self, name: str, fn: Callable[[Any, Any], Any], **kwargs: Any) -> None:
+        self.fn = fn
+        super().__init__(name=name, **kwargs)
+
+    def run(self, x: Any, y: Any) -> Any:  # type: ignore[override]
+        return self.fn(x, y)
+
+    def code_source(self) -> str:
+        return f"{self.name}: {self.fn.__module__}.{self.fn.__qualname__}"
+
+
+class Not(Task):
+    """``not x`` of a task's result (``task.not_()``)."""
+
+    def run(self, x: Any) -> Any:  # type: ignore[override]
+        return not x
 
 
 class _VarArgs(Task):

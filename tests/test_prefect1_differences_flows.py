@@ -217,3 +217,95 @@ def test_nested_annotations_combine_the_inner_one_winning(store: MemoryStore) ->
     with Flow("mapped-flat") as flow:
         flat = double(x=mapped(flatten([[1], [2, 3]])))
     assert flow.run(store=store).result[flat].result == [2, 4, 6]
+
+
+# -- operators on tasks -------------------------------------------------------------------
+
+
+def test_operators_on_tasks_build_tasks_of_the_flow(store: MemoryStore) -> None:
+    with Flow("operators") as flow:
+        x = Parameter("x")
+        results = {
+            "add": x + 1,
+            "radd": 1 + x,
+            "sub": x - 2,
+            "rsub": 10 - x,
+            "mul": x * 3,
+            "div": x / 4,
+            "floordiv": x // 4,
+            "mod": x % 4,
+            "pow": x**2,
+            "rpow": 2**x,
+            "gt": x > 5,
+            "ge": x >= 6,
+            "lt": x < 5,
+            "le": x <= 6,
+            "and": x & 0,
+            "or": x.or_(0),
+            "eq": x.is_equal(6),
+            "ne": x.is_not_equal(6),
+            "not": x.not_(),
+            "chained": (x + 1) * (x - 1),
+        }
+    state = flow.run(x=6, store=store)
+    got = {name: state.result[t].result for name, t in results.items()}
+    assert got == {
+        "add": 7, "radd": 7, "sub": 4, "rsub": 4, "mul": 18, "div": 1.5, "floordiv": 1,
+        "mod": 2, "pow": 36, "rpow": 64, "gt": True, "ge": True, "lt": False, "le": True,
+        "and": 0, "or": 6, "eq": True, "ne": False, "not": False, "chained": 35,
+    }  # fmt: skip
+    assert results["add"].name == "Add" and results["gt"].name == "GreaterThan"
+
+
+def test_tasks_still_compare_by_identity() -> None:
+    a, b = Task(), Task()
+    assert a == a and a != b
+    assert len({a, b, a}) == 2
+
+
+def test_pipe_makes_a_state_dependency(store: MemoryStore) -> None:
+    order: list[str] = []
+
+    @task
+    def step(label: str) -> None:
+        order.append(label)
+
+    one, two, three = step.copy(), step.copy(), step.copy()
+    with Flow("piped") as flow:
+        first = one("one")
+        second = two("two")
+        third = three("three")
+        last = first | second | third
+    assert last is third
+    assert flow.upstream_tasks(second) == {first} and flow.upstream_tasks(third) == {second}
+    flow.run(store=store)
+    assert order == ["one", "two", "three"]
+
+
+# -- Flow.update --------------------------------------------------------------------------
+
+
+def test_update_takes_tasks_edges_and_constant_inputs(store: MemoryStore) -> None:
+    with Flow("source") as source:
+        x = Parameter("x")
+        d = x["d"] + 4
+    target = Flow("target")
+    target.update(source)
+    assert target.tasks == source.tasks and target.edges == source.edges
+    assert target.run(x={"d": 42}, store=store).result[d].result == 46
+    assert len(source.tasks) == 3
+
+
+def test_update_can_share_parameters_and_reference_tasks(store: MemoryStore) -> None:
+    with Flow("theirs") as theirs:
+        their_x = Parameter("x")
+        doubled = double(their_x)
+    with Flow("ours") as ours:
+        our_x = Parameter("x")
+        added = add(our_x, 1)
+    ours.set_reference_tasks([added])
+    ours.update(theirs, merge_parameters=True, merge_reference_tasks=True)
+    assert ours.parameters() == {their_x}
+    assert ours.reference_tasks() == {added, doubled}
+    state = ours.run(x=5, store=store)
+    assert state.result[added].result == 6 and state.result[doubled].result == 10
