@@ -24,9 +24,10 @@ RULES: list[tuple[str, str]] = [
     ),
     (
         r"engine/test_state.py::test_state_equality(?:_ignores_message)?$",
-        "statecore's State equality compares message and result (the proof that the fold "
-        "of the log equals the run compares every logged field); Prefect 1 ignores message "
-        "and compares cached_inputs",
+        "statecore's State equality compares what the log keeps of a state (class, message, "
+        "result and the class's fields: start_time, run_count, loop_count, ...), so a "
+        "replayed state equals the live one; Prefect 1 ignores the message and compares "
+        "cached_inputs, which statecore keeps in memory only",
     ),
     (
         r"engine/test_state.py::test_state_is_methods\[state_check(?:0|7|10)\]",

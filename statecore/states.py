@@ -120,6 +120,24 @@ class _Annotations:
     _cached_inputs: dict[str, Any]
 
 
+_fields_cache: dict[type, tuple[str, ...]] = {}
+
+
+def _fields_of(cls: type) -> tuple[str, ...]:
+    """The slots a state class adds to message and result (its logged fields)."""
+    fields = _fields_cache.get(cls)
+    if fields is None:
+        names = [
+            name
+            for klass in reversed(cls.__mro__)
+            if klass is not _Annotations
+            for name in klass.__dict__.get("__slots__", ())
+            if name not in ("message", "result", "run_id")
+        ]
+        fields = _fields_cache[cls] = tuple(dict.fromkeys(names))
+    return fields
+
+
 class State(_Annotations):
     """Base class of every state.
 
@@ -230,10 +248,21 @@ class State(_Annotations):
         return f"<{self.name}>"
 
     def __eq__(self, other: object) -> bool:
+        """Same class, message, result and fields of that class (``start_time``,
+        ``run_count``, ``loop_count``, a Cached state's inputs, ...): everything the log
+        keeps of a state. The in-memory annotations (``context``, ``cached_inputs``) and
+        the run id do not count."""
         if type(self) is not type(other):
             return NotImplemented if not isinstance(other, State) else False
         assert isinstance(other, State)
-        return self.message == other.message and results_equal(self.result, other.result)
+        return (
+            self.message == other.message
+            and results_equal(self.result, other.result)
+            and all(
+                results_equal(getattr(self, name, None), getattr(other, name, None))
+                for name in _fields_of(type(self))
+            )
+        )
 
     __hash__ = object.__hash__
 

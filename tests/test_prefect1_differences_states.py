@@ -4,11 +4,12 @@ and pinned here by tests of our own."""
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import pytest
 
-from statecore import Flow, task
+from statecore import Flow, states, task
 from statecore.backends import MemoryStore
 from statecore.compat.context import context as prefect_context
 from statecore.control_flow import FilterTask, Merge, case, merge
@@ -17,6 +18,36 @@ from statecore.control_flow import FilterTask, Merge, case, merge
 @task
 def _same(x: object) -> object:
     return x
+
+
+# -- states ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (states.Retrying(start_time=1), states.Retrying(start_time=2)),
+        (states.Retrying(run_count=1), states.Retrying(run_count=2)),
+        (states.Scheduled(start_time=1), states.Scheduled()),
+        (states.Looped(loop_count=1), states.Looped(loop_count=2)),
+        (states.Cached(cached_inputs={"x": 1}), states.Cached(cached_inputs={"x": 2})),
+        (states.Cached(cached_parameters={"p": 1}), states.Cached()),
+        (states.Cached(cached_result_expiration=5), states.Cached()),
+    ],
+)
+def test_states_differing_in_a_field_of_their_class_are_not_equal(
+    one: states.State, other: states.State
+) -> None:
+    # Prefect 1 compares every field but message and context; statecore compared only
+    # message and result, so two retries at different times were equal
+    assert one != other
+    assert one == copy.copy(one)
+
+
+def test_state_equality_leaves_out_the_in_memory_annotations() -> None:
+    a = states.Pending(context={"k": 1}, cached_inputs={"x": 1})
+    assert a == states.Pending(cached_inputs={"x": 2})
+    assert states.Success("done", 1) != states.Success("other", 1)  # the log keeps messages
 
 
 # -- control flow ---------------------------------------------------------------------
