@@ -52,14 +52,6 @@ RULES: list[tuple[str, str]] = [
         "statecore resume, flow.run(run_id=...)); Prefect 1's flow.run polls time.sleep "
         "until the pause ends",
     ),
-    (
-        r"(?:" + _MAP + r"(?:TestFlatMap::test_flatmap_reduced_result"
-        r"|test_map_behaves_like_zip_with_differing_length_results"
-        r"|test_map_composition)\[|" + _MAP + r"test_mapping_over_constants$)",
-        "prefect.utilities.debug.raise_on_exception: a debugging switch of Prefect's "
-        "FlowRunner/TaskRunner that raises a body's exception out of flow.run (statecore "
-        "records it in the run's log: statecore show RUN_ID --errors)",
-    ),
     # -- statecore's own run model --------------------------------------------------------
     (
         _MAP + r"TestFlatMap::test_flatmap_one_unmappable_input\[",

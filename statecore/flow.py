@@ -429,6 +429,7 @@ class Flow:
         secrets: Mapping[str, str] | None = None,
         runner: Any = None,
         run_on_schedule: bool | None = None,
+        raise_on_exception: bool = False,
         **kwargs: Any,
     ) -> State:
         """Run the flow and return its final state (README: "A flow", "Resume, rerun, cancel").
@@ -439,10 +440,17 @@ class Flow:
         one durable run per slot, and returns the last run's state (README, "Schedules").
         Imports the runner lazily: the core itself does no I/O.
 
+        With ``raise_on_exception``, for debugging (Prefect 1's ``raise_on_exception``),
+        the exception of the first task body that failed (in the flow's order) is raised
+        once the run has ended, instead of being returned in its Failed state; the run is
+        logged whole either way. Signals (``FAIL``, trigger failures) are states, never
+        raised.
+
         Raises:
             ValueError: bad parameters; on a schedule, a ``run_id`` or ``task_states``
                 (slot runs have their own ids), or no start time left.
             RuntimeError: called inside the flow's own ``with Flow(...)`` block.
+            Exception: with ``raise_on_exception``, a task body's own exception.
         """
         from statecore.runners.local import run_flow
 
@@ -478,16 +486,40 @@ class Flow:
                     f"flow {self.name!r}: every slot of its schedule was driven by another "
                     "process; no run was made here"
                 )
-            return last
-        return run_flow(
-            self,
-            parameters=params,
-            store=store,
-            run_id=run_id,
-            task_states=task_states,
-            secrets=secrets,
-            runner=runner,
-        )
+            state = last
+        else:
+            state = run_flow(
+                self,
+                parameters=params,
+                store=store,
+                run_id=run_id,
+                task_states=task_states,
+                secrets=secrets,
+                runner=runner,
+            )
+        if raise_on_exception:
+            exc = self._first_body_exception(state)
+            if exc is not None:
+                raise exc
+        return state
+
+    def _first_body_exception(self, state: State) -> BaseException | None:
+        """The exception of the first task (in flow order, children by index) whose own
+        body raised it, from a run's final state."""
+        from statecore.signals import Signal
+
+        results = state.result if isinstance(state.result, Mapping) else {}
+        for t in self.sorted_tasks():
+            task_state = results.get(t)
+            if task_state is None:
+                continue
+            for s in [task_state, *(getattr(task_state, "map_states", None) or ())]:
+                body_raised = isinstance(s.result, BaseException) and not isinstance(
+                    s.result, Signal
+                )
+                if s.is_failed() and body_raised:
+                    return s.result
+        return None
 
 
 def _check_mappable(task: Task, key: str | None, value: Any) -> None:

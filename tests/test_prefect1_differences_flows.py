@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from statecore import Flow, Parameter, Task, flatten, task, unmapped
+from statecore import Flow, Parameter, Task, flatten, signals, task, unmapped
 from statecore.backends import MemoryStore
 from statecore.compat.authoring import Flow as PrefectFlow
+from statecore.compat.authoring import raise_on_exception
 from statecore.errors import FlowDefinitionError
 from statecore.states import Failed, Pending, Running, Success
 from statecore.tasks import edge_options, mapped
@@ -309,3 +310,53 @@ def test_update_can_share_parameters_and_reference_tasks(store: MemoryStore) -> 
     assert ours.reference_tasks() == {added, doubled}
     state = ours.run(x=5, store=store)
     assert state.result[added].result == 6 and state.result[doubled].result == 10
+
+
+# -- raise_on_exception -------------------------------------------------------------------
+
+
+@task
+def explode(x: int) -> int:
+    if x == 2:
+        raise KeyError(f"no {x}")
+    return x
+
+
+def test_raise_on_exception_raises_the_first_failed_body_once_the_run_ends(
+    store: MemoryStore,
+) -> None:
+    ran: list[int] = []
+
+    @task
+    def later() -> None:
+        ran.append(1)
+
+    with Flow("debugging") as flow:
+        explode.map([1, 2, 3])
+        later()
+    with pytest.raises(KeyError, match="no 2"):
+        flow.run(store=store, raise_on_exception=True)
+    assert ran == [1]
+    (meta,) = store.list_runs()
+    assert meta.state == "Failed"
+
+
+def test_raise_on_exception_leaves_signals_and_successes_as_states(store: MemoryStore) -> None:
+    @task
+    def refuse() -> None:
+        raise signals.FAIL("by design")
+
+    with Flow("signals-stay") as flow:
+        refused = refuse()
+        fine = explode(1)
+    state = flow.run(store=store, raise_on_exception=True)
+    assert state.result[refused].is_failed() and state.result[fine].is_successful()
+
+
+def test_prefects_raise_on_exception_block_asks_flow_run_to_raise(store: MemoryStore) -> None:
+    with PrefectFlow("prefect-debugging") as flow:
+        explode(2)
+    assert flow.run(store=store).is_failed()
+    with raise_on_exception(), pytest.raises(KeyError):
+        flow.run(store=store)
+    assert flow.run(store=store).is_failed()

@@ -12,8 +12,10 @@ made either way are plain statecore tasks: ``prefect.Task`` is ``statecore.Task`
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from statecore import flow as _flow
@@ -23,7 +25,7 @@ from statecore.compat.errors import OutOfScope, OutOfScopeAttribute
 from statecore.decide import with_result
 from statecore.states import Pending, State
 
-__all__ = ["FLOW_OUT_OF_SCOPE", "TASK_OUT_OF_SCOPE", "Flow", "task"]
+__all__ = ["FLOW_OUT_OF_SCOPE", "TASK_OUT_OF_SCOPE", "Flow", "raise_on_exception", "task"]
 
 _CLOUD = (
     "statecore has no server to register with: the flow file is the deployment. Run it "
@@ -88,6 +90,23 @@ def task(fn: Callable[..., Any] | None = None, /, **task_init_kwargs: Any) -> An
     if fn is None:
         return _tasks.task(**task_init_kwargs)
     return _tasks.task(fn, **task_init_kwargs)
+
+
+_raising: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "prefect1_raise_on_exception", default=False
+)
+
+
+@contextlib.contextmanager
+def raise_on_exception() -> Iterator[None]:
+    """``prefect.utilities.debug.raise_on_exception``: inside the block, ``flow.run``
+    raises the first failed task body's exception once the run has ended
+    (``Flow.run(raise_on_exception=True)``); Prefect 1 raised it as the body failed."""
+    token = _raising.set(True)
+    try:
+        yield
+    finally:
+        _raising.reset(token)
 
 
 class Flow(_flow.Flow):
@@ -166,6 +185,8 @@ class Flow(_flow.Flow):
             results = state.result if isinstance(state.result, dict) else {}
             not_run = {t: Pending("Task not run.") for t in self.tasks if t not in results}
             return with_result(state, {**results, **not_run})
+        if _raising.get():
+            kwargs.setdefault("raise_on_exception", True)
         with _prefect_context(dict(context or {})):
             return super().run(parameters, **kwargs)
 
