@@ -121,6 +121,24 @@ def test_filter_task_logs_what_its_log_func_returns(caplog: pytest.LogCaptureFix
     assert "kept [2, 4]" in caplog.text
 
 
+def test_filter_task_in_a_run_logs_into_the_runs_log() -> None:
+    from statecore.audit import log_lines
+    from statecore.runners import replay
+
+    @task
+    def numbers() -> list[int]:
+        return [1, 2, 3]
+
+    odd = FilterTask(filter_func=lambda r: r % 2 == 1, log_func=lambda kept: f"odd: {kept}")
+    with Flow("f") as flow:
+        kept = odd(numbers())
+    store = MemoryStore()
+    state = flow.run(store=store)
+    assert state.result[kept].result == [1, 3]
+    lines = log_lines(replay(store, state.run_id), notes=False)
+    assert [(line.level, line.message) for line in lines] == [("INFO", "odd: [1, 3]")]
+
+
 # -- schedules ------------------------------------------------------------------------
 
 
