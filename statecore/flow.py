@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +152,9 @@ class Flow:
         self.slugs[task] = self._make_slug(task)
         task._key = self.slugs[task]
         blocks = _case_stack.get()
-        if blocks and blocks[-1].flow is self:
+        # parameters and constants stay root tasks: a case block first using them does not
+        # make them wait on its condition (as in Prefect 1)
+        if blocks and blocks[-1].flow is self and not isinstance(task, Parameter | Constant):
             blocks[-1].tasks.append(task)
         return task
 
@@ -195,6 +197,12 @@ class Flow:
             return Edge(Constant(upstream_task), downstream, key, mapped, flattened)
         if not isinstance(upstream_task, Task) and mapped and not contains_task(upstream_task):
             _check_mappable(downstream, key, upstream_task)
+            if isinstance(upstream_task, Sequence) and not isinstance(
+                upstream_task, list | tuple | str | bytes
+            ):
+                # a mapped constant is only ever indexed: as a list, a range or another
+                # sequence type is stored like any list (``f.map(range(4))``, as Prefect 1)
+                upstream_task = list(upstream_task)
         upstream = as_task(upstream_task, self)
         if key is not None and (downstream, key) in self._keyed:
             raise FlowDefinitionError(f"task {downstream.name!r} already has an input {key!r}")
@@ -514,11 +522,13 @@ class Flow:
             if task_state is None:
                 continue
             for s in [task_state, *(getattr(task_state, "map_states", None) or ())]:
-                body_raised = isinstance(s.result, BaseException) and not isinstance(
-                    s.result, Signal
-                )
-                if s.is_failed() and body_raised:
-                    return s.result
+                raised = s.result
+                if (
+                    s.is_failed()
+                    and isinstance(raised, BaseException)
+                    and not isinstance(raised, Signal)
+                ):
+                    return raised
         return None
 
 

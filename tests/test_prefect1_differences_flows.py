@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from statecore import Flow, Parameter, Task, flatten, signals, task, unmapped
+from statecore import Flow, Parameter, Task, case, flatten, signals, task, unmapped
 from statecore.backends import MemoryStore
 from statecore.compat.authoring import Flow as PrefectFlow
 from statecore.compat.authoring import raise_on_exception
@@ -360,3 +360,28 @@ def test_prefects_raise_on_exception_block_asks_flow_run_to_raise(store: MemoryS
     with raise_on_exception(), pytest.raises(KeyError):
         flow.run(store=store)
     assert flow.run(store=store).is_failed()
+
+
+# -- case blocks and constants ------------------------------------------------------------
+
+
+def test_a_parameter_first_used_in_a_case_block_stays_a_root_task(store: MemoryStore) -> None:
+    with Flow("case-parameter") as flow:
+        x = Parameter("x")
+        cond = double(1)
+        with case(cond, 2):
+            taken = add(x, 1)
+        with case(cond, 3):
+            not_taken = add(x, -1)
+    assert flow.upstream_tasks(x) == set()
+    state = flow.run(x=1, store=store)
+    assert state.result[taken].result == 2
+    assert state.result[not_taken].is_skipped()
+
+
+def test_mapping_over_a_range_constant_maps_over_its_elements(store: MemoryStore) -> None:
+    with Flow("range") as flow:
+        doubled = double.map(range(4))
+    state = flow.run(store=store)
+    assert state.is_successful()
+    assert state.result[doubled].result == [0, 2, 4, 6]
