@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -154,8 +155,8 @@ class Flow:
         blocks = _case_stack.get()
         # parameters and constants stay root tasks: a case block first using them does not
         # make them wait on its condition (as in Prefect 1)
-        if blocks and blocks[-1].flow is self and not isinstance(task, Parameter | Constant):
-            blocks[-1].tasks.append(task)
+        if blocks and not isinstance(task, Parameter | Constant):
+            blocks[-1].add_task(task, self)
         return task
 
     def _make_slug(self, task: Task) -> str:
@@ -220,6 +221,12 @@ class Flow:
         if key is not None:
             self._keyed.add((downstream, key))
         return edge
+
+    def chain(self, *tasks: Any, validate: bool | None = None) -> list[Edge]:
+        """Make each task run after the one before it (``flow.chain(a, b, c)``: a, then
+        b, then c), as Prefect 1's ``Flow.chain``; returns the edges added."""
+        del validate  # accepted as Prefect 1 takes it; edges are always checked
+        return [self.add_edge(up, down) for up, down in itertools.pairwise(tasks)]
 
     def update(
         self,

@@ -385,3 +385,21 @@ def test_mapping_over_a_range_constant_maps_over_its_elements(store: MemoryStore
     state = flow.run(store=store)
     assert state.is_successful()
     assert state.result[doubled].result == [0, 2, 4, 6]
+
+
+def test_chain_runs_tasks_one_after_another(store: MemoryStore) -> None:
+    order: list[str] = []
+
+    @task
+    def step(label: str) -> None:
+        order.append(label)
+
+    with Flow("chained") as flow:
+        steps = [step(f"s{i}") for i in range(3)]
+    edges = flow.chain(*reversed(steps))
+    assert [(e.upstream_task, e.downstream_task) for e in edges] == [
+        (steps[2], steps[1]),
+        (steps[1], steps[0]),
+    ]
+    flow.run(store=store)
+    assert order == ["s2", "s1", "s0"]
