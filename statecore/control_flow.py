@@ -90,9 +90,9 @@ class case:
 
     Only the block's first tasks (those with no upstream inside the block) are gated;
     the rest skip through ordinary skip propagation. The block works inside ``with
-    Flow(...)`` and imperatively: every task added to a flow while the block is open
-    (``flow.add_task(t)``, ``t.bind(..., flow=flow)``) is gated, and all of them must be
-    added to the same flow.
+    Flow(...)`` and imperatively: every task added to a flow while it is open
+    (``flow.add_task(t)``, ``t.bind(..., flow=flow)``; ``Flow.add_task`` calls
+    :meth:`add_task`) is gated, and all of them must go to the same flow.
 
     Raises:
         TypeError: if ``value`` is a task (compare with a constant).
@@ -108,7 +108,8 @@ class case:
         self._token: Any = None
 
     def add_task(self, task: Task, flow: Flow) -> None:
-        """Gate ``task``, just added to ``flow`` inside this block.
+        """Gate ``task``, just added to ``flow`` inside this block (Prefect 1's
+        ``case.add_task``: every task of a block belongs to one flow).
 
         Raises:
             ValueError: if the block's tasks were added to different flows.

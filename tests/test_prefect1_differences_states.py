@@ -70,6 +70,29 @@ def test_a_case_block_holds_tasks_of_one_flow_only() -> None:
         block.add_task(_same, two)
 
 
+def test_a_case_block_gates_tasks_added_imperatively() -> None:
+    flow = Flow("f")
+    flag = _same.copy().bind("b", flow=flow)
+    with case(flag, "a"):
+        a = _same.copy().bind(1, flow=flow)
+    with case(flag, "b"):
+        b = _same.copy().bind(2, flow=flow)
+        flow.add_task(b)  # added twice, gated once
+    state = flow.run(store=MemoryStore())
+    assert state.result[a].is_skipped()
+    assert state.result[b].result == 2
+    gates = [t for t in flow.tasks if t.name.startswith("case(")]
+    assert len(gates) == 2 and all(len(flow.upstream_tasks(t)) == 1 for t in (a, b))
+
+
+def test_a_case_block_refuses_tasks_of_a_second_flow() -> None:
+    one, two = Flow("one"), Flow("two")
+    task_of_both = _same.copy()
+    with pytest.raises(ValueError, match="Multiple flows"), case(_same, True):
+        one.add_task(task_of_both)
+        two.add_task(task_of_both)
+
+
 def test_the_open_case_block_is_in_the_prefect_context() -> None:
     with Flow("f"):
         outer, inner = case(_same(1), 1), case(_same(2), 2)
