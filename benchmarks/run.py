@@ -5,7 +5,7 @@
 For each workload (W1 chain, W2 fan-in, W3 map; see ``workloads.py``) and store, a fresh
 subprocess builds the flow once (untimed), runs it once to warm up (untimed: lazy imports
 and first connections; its time is shown apart), then N times, each time on a fresh
-store (a new SQLite file, a flushed Redis db 14), timing ``flow.run`` whole, including
+store (a new SQLite file, a Redis key prefix of its own), timing ``flow.run`` whole, including
 its final commit. It reports the median µs per task (wall clock; also the minimum and the
 median CPU time of the process, which other load on the machine disturbs less) and the
 subprocess's peak RSS.
@@ -17,8 +17,8 @@ Baselines measured in the same invocation, for scale:
   transactions of 512 rows, WAL, ``synchronous=NORMAL``: what a durable engine cannot beat.
 
 Redis: if no server answers at ``$STATECORE_BENCH_REDIS_URL`` (default
-``redis://127.0.0.1:6379/14``) one is started (``--save '' --appendonly no``); db 14 is
-flushed before every run.
+``redis://127.0.0.1:6379/14``) one is started (``--save '' --appendonly no``); each run
+writes under a key prefix of its own, deleted after it (nothing else in the db is touched).
 """
 
 from __future__ import annotations

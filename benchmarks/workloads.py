@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -153,12 +154,15 @@ def ensure_redis() -> str | None:
     return f"no Redis server answers at {REDIS_URL}"
 
 
-def flush_redis() -> None:
+def drop_redis_prefix(prefix: str) -> None:
+    """Delete the keys one benchmark store wrote, and nothing else in the shared db."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        client.flushdb()
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=10_000))
+        for start in range(0, len(keys), 10_000):
+            client.delete(*keys[start : start + 10_000])
     finally:
         client.close()
 
@@ -167,7 +171,11 @@ def flush_redis() -> None:
 
 
 class StoreFactory:
-    """Hands out a fresh, empty store of one kind per call (a new file, a flushed db)."""
+    """Hands out a fresh, empty store of one kind per call.
+
+    SQLite gets a new file; Redis a key prefix unique to the process and the call, whose
+    keys are deleted afterwards, so other users of the same Redis db are left alone.
+    """
 
     def __init__(self, kind: str, workdir: str | None = None) -> None:
         if kind not in STORES:
@@ -193,12 +201,14 @@ class StoreFactory:
         else:
             from statecore.backends.redis import RedisStore
 
-            flush_redis()
-            store = RedisStore(REDIS_URL, **options)
+            prefix = f"statecore-bench-{os.getpid()}-{uuid.uuid4().hex[:8]}-{self._count}"
+            store = RedisStore(REDIS_URL, prefix=prefix, **options)
         try:
             yield store
         finally:
             store.close()
+            if self.kind == "redis":
+                drop_redis_prefix(store.prefix)  # type: ignore[attr-defined]
             if self.kind == "sqlite":
                 for suffix in ("", "-wal", "-shm"):
                     with suppress(FileNotFoundError):
@@ -207,5 +217,3 @@ class StoreFactory:
     def cleanup(self) -> None:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.kind == "redis":
-            flush_redis()

@@ -253,3 +253,99 @@ def test_a_worker_process_killed_mid_task_loses_nothing(tmp_path: Path) -> None:
     assert [s.result for s in view.task_states[side].map_states] == [1, 2, 3, 4]
     news = [e.new for e in view.timeline() if e.task == "kill_my_worker-1"]
     assert news[0] == "Running" and news[-1] == "Success"
+
+
+@task(max_retries=1)
+def wait_to_be_killed(path: str, marker: str, x: int) -> int:
+    import os
+    import time
+
+    context["logger"].info("attempt %s starts", context["task_run_count"])
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(120)  # killed from outside long before this ends
+    with open(path, "a") as f:
+        f.write("victim\n")
+    return x + 1
+
+
+@pytest.mark.parametrize("allowed_failures", [3, 0])
+def test_a_worker_process_killed_from_outside_mid_task(
+    tmp_path: Path, allowed_failures: int
+) -> None:
+    """The test kills the worker that runs the task (found through the client, as an
+    operator or the OOM killer would): the task's body runs again and succeeds, the
+    bodies that had finished are not run again, and their log lines stay in the log.
+
+    With Dask's default ``allowed-failures`` (3) the scheduler itself runs the lost
+    attempt again on the other worker: one Running, one Success in the log. With 0 Dask
+    gives up at once (``KilledWorker``), the attempt fails and the task's own policy
+    (``max_retries=1``) retries it: Running, Retrying, Running, Success."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import dask
+
+    ran, marker = str(tmp_path / "ran.txt"), str(tmp_path / "started")
+    with Flow("dask-kill-outside") as flow:
+        side = inc.map(list(range(6)))
+        # a chain after the map: when the worker dies, the victim is its only task
+        a = record(ran, "a", total(side))
+        b = wait_to_be_killed(ran, marker, a)
+        c = record(ran, "c", b)
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    killed: list[int] = []
+
+    def kill_the_worker_running_it(client: Any) -> None:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(marker) or not Path(marker).read_text():
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.05)
+        pids = client.run(os.getpid)  # {worker address: pid}, asked of the workers
+        busy = [w for w, keys in client.processing().items() if keys]
+        victim = int(Path(marker).read_text())
+        # the pid the body wrote is a worker's, and that worker is the busy one
+        assert victim in pids.values()
+        assert next(w for w, p in pids.items() if p == victim) in busy
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+
+    try:
+        with distributed.Client(cluster) as client:
+            killer = threading.Thread(target=kill_the_worker_running_it, args=(client,))
+            killer.start()
+            store = SQLiteStore(tmp_path / "runs.db")
+            state = flow.run(store=store, runner=DaskRunner(client=client))
+            killer.join(timeout=60)
+    finally:
+        cluster.close()
+    assert len(killed) == 1
+    assert state.is_successful()
+    assert state.result[c].result == 21 + 3
+    # the finished bodies ran exactly once; the killed one finished once, after the kill
+    assert Path(ran).read_text().split() == ["a", "victim", "c"]
+    view = replay(store, state.run_id)
+    assert view.flow_state.is_successful()
+    assert [s.result for s in view.task_states[side].map_states] == [1, 2, 3, 4, 5, 6]
+    # every mapped child's line, logged before or after the kill, is in the log, once
+    lines = [r.message for _, r in view.logs if "on a worker" in r.message]
+    assert sorted(lines) == sorted(f"inc {i} on a worker" for i in range(6))
+    news = [e.new for e in view.timeline() if e.task == "wait_to_be_killed-1"]
+    started = [r.message for _, r in view.logs if r.message.startswith("attempt")]
+    if allowed_failures:
+        assert news == ["Running", "Success"]
+        # the killed run's lines died with its worker (lines travel with the outcome)
+        assert started == ["attempt 1 starts"]
+    else:
+        assert news == ["Running", "Retrying", "Running", "Success"]
+        assert started == ["attempt 2 starts"]
+    # a resume of the finished run runs nothing
+    again = resume(state.run_id, flow, store=store)
+    assert again.is_successful()
+    assert Path(ran).read_text().split() == ["a", "victim", "c"]
