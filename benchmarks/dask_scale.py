@@ -11,12 +11,14 @@ repeat runs, alternating which goes first:
   (SQLite by default), every transition in the log.
 
 It prints the median wall time per task of each and their ratio (statecore's durable
-overhead; issue 14 targets <= 1.5x) and the driver's peak RSS.
+overhead; issue 14 targets <= 1.5x), the driver's peak RSS and CPU time per task, and
+writes the same lines, dated, to ``benchmarks/results/dask_scale.md`` (``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import resource
@@ -41,26 +43,30 @@ def _sum(xs: list[int]) -> int:
     return sum(xs)
 
 
-def run_plain(client: Any, n: int) -> float:
+def run_plain(client: Any, n: int) -> tuple[float, float]:
+    cpu = time.process_time()
     start = time.perf_counter()
     futures = client.map(_inc, range(n), pure=False)
     total = client.submit(_sum, futures, pure=False).result()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     assert total == n * (n + 1) // 2
     client.cancel(futures)
-    return elapsed
+    return elapsed, cpu
 
 
-def run_statecore(client: Any, n: int, stores: StoreFactory) -> float:
+def run_statecore(client: Any, n: int, stores: StoreFactory) -> tuple[float, float]:
     from statecore.runners import DaskRunner
 
     flow = build_w3(n)
     with stores.fresh() as store:
+        cpu = time.process_time()
         start = time.perf_counter()
         state = flow.run(store=store, runner=DaskRunner(client=client))
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     assert state.is_successful()
-    return elapsed
+    return elapsed, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--store", default="sqlite", choices=("memory", "sqlite", "redis"))
     parser.add_argument("--quick", action="store_true", help="10,000 items, 1 repeat")
+    parser.add_argument("--out", default=str(HERE / "results" / "dask_scale.md"))
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.repeats = 10_000, 1
@@ -84,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
     stores = StoreFactory(args.store)
-    plain: list[float] = []
-    ours: list[float] = []
+    plain: list[tuple[float, float]] = []
+    ours: list[tuple[float, float]] = []
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M")
     try:
         with distributed.Client(cluster) as client:
             run_plain(client, min(n, 1_000))  # warm: imports, first connections
@@ -98,23 +106,38 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         ours.append(run_statecore(client, n, stores))
                 print(
-                    f"repeat {i + 1}: plain {plain[-1]:.1f}s, statecore {ours[-1]:.1f}s",
+                    f"repeat {i + 1}: plain {plain[-1][0]:.1f}s, statecore {ours[-1][0]:.1f}s",
                     file=sys.stderr,
                 )
     finally:
         cluster.close()
-    p, s = statistics.median(plain), statistics.median(ours)
+    p, s = statistics.median(t for t, _ in plain), statistics.median(t for t, _ in ours)
+    p_cpu, s_cpu = statistics.median(c for _, c in plain), statistics.median(c for _, c in ours)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()
-    print(
-        f"W3 map over {n:,} items + reducer on {args.workers} worker processes, "
-        f"median of {args.repeats} (alternating), store {args.store}, "
-        f"Python {platform.python_version()}, {os.cpu_count()} cores, "
-        f"load average {load[0]:.2f} at the end"
-    )
-    print(f"  plain dask.distributed  {p / tasks * 1e6:9.1f} µs/task")
-    print(f"  statecore DaskRunner    {s / tasks * 1e6:9.1f} µs/task")
-    print(f"  ratio statecore/plain   {s / p:9.2f}x   (driver peak RSS {rss:.0f} MB)")
+    lines = [
+        f"## W3 on Dask worker processes ({started} UTC)",
+        "",
+        f"`python benchmarks/dask_scale.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+        "",
+        f"W3 map over {n:,} items + reducer on {args.workers} worker processes (1 thread "
+        f"each), median of {args.repeats} (alternating), store {args.store}, "
+        f"Python {platform.python_version()}, {os.cpu_count()} cores shared with other "
+        f"work, load average {load[0]:.2f} at the end.",
+        "",
+        "| | wall µs/task | driver CPU µs/task |",
+        "|---|---:|---:|",
+        f"| plain dask.distributed | {p / tasks * 1e6:.1f} | {p_cpu / tasks * 1e6:.1f} |",
+        f"| statecore DaskRunner | {s / tasks * 1e6:.1f} | {s_cpu / tasks * 1e6:.1f} |",
+        f"| ratio statecore / plain | {s / p:.2f}x | {s_cpu / p_cpu:.2f}x |",
+        "",
+        f"Driver peak RSS {rss:.0f} MB (both, one process).",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     return 0
 
 
