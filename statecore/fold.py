@@ -19,6 +19,7 @@ from statecore.codec import PLAIN_BY_NAME, build_state, make_plain
 from statecore.errors import CorruptEvent, IllegalTransition, UnknownState
 from statecore.events import (
     KIND_STATE,
+    MAX_MAP_STATES,
     SCHEMA_VERSION,
     EventRow,
     LogRecord,
@@ -267,7 +268,12 @@ class RunView:
                 )
             if new not in _TASK_TABLE.get(old, ()):
                 self._flag(IllegalTransition(self.run_id, self._label(node, index), old, new))
+        was_finished = type(run.state) in _ENDS
         run.state = state
+        if index is not None and was_finished and kind not in _ENDS:
+            # a finished child opened again (Prefect 1 re-visits a Cached state on a
+            # later pass): its map counts as unfinished until it ends again
+            self.unfinished_children[node] += 1
         if kind is Running:
             if run.started is None:
                 run.started = ts
@@ -276,9 +282,16 @@ class RunView:
         elif kind in _ENDS:
             run.ended = ts
             if index is not None:
-                self.unfinished_children[node] -= 1
+                if not was_finished:
+                    self.unfinished_children[node] -= 1
             elif kind is Mapped:
                 n = state.n_map_states  # type: ignore[attr-defined]
+                if type(n) is not int or not 0 <= n <= MAX_MAP_STATES:
+                    # a hostile count: never allocate a TaskRun per declared child
+                    raise CorruptEvent(
+                        f"run {self.run_id!r}, event {seq}: a Mapped state declaring "
+                        f"{n!r:.40} children (at most {MAX_MAP_STATES:,})"
+                    )
                 # while folding a log, a child's TaskRun is made by its first event
                 kids: list[TaskRun | None]
                 if self._folding:

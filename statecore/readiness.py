@@ -89,10 +89,8 @@ class Frontier:
         if not isinstance(new, Finished) or isinstance(new, Looped):
             if isinstance(new, Pending):
                 self.candidates[(node_i, index)] = None
-                if type(old) is Cached and index is None and self.blockers:
-                    # an invalid cache: the task will run again, its downstream waits
-                    for d in self.graph.nodes[node_i].downstream:
-                        self.blockers[d] += 1
+                if type(old) is Cached and self.blockers:
+                    self._reopened(node_i, index)
             return
         view = self.view
         if index is None:
@@ -111,6 +109,20 @@ class Frontier:
                 self.candidates[(d, index)] = None
         if view.unfinished_children.get(node_i, 0) == 0:
             self._release(node_i, complete=True)
+
+    def _reopened(self, node_i: int, index: int | None) -> None:
+        """An invalid cache sent a finished task (or mapped child) back to Pending: what
+        waits for it waits again, until :meth:`_release` counts it finished anew."""
+        downstream = self.graph.nodes[node_i].downstream
+        if index is None:
+            for d in downstream:
+                self.blockers[d] += 1
+        elif self.view.unfinished_children.get(node_i, 0) == 1:
+            # the map's first child to run again: the map is incomplete again, for the
+            # tasks that need it complete (its release counts them when it completes)
+            for d in downstream:
+                if self.needs_complete[d].get(node_i):
+                    self.blockers[d] += 1
 
     def _release(self, node_i: int, *, complete: bool) -> None:
         """``node_i`` became finished (or complete): queue the tasks that now may run."""

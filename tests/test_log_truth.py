@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from statecore import Flow, context, states, task, unmapped
+from statecore import Flow, context, states, task, triggers, unmapped
 from statecore.attempts import attempt_bars
 from statecore.backends import MemoryStore, SQLiteStore, open_store
 from statecore.backends.base import Store
@@ -401,6 +401,70 @@ def test_a_mapped_retry_waiting_on_an_upstream_that_ran_again_still_runs() -> No
     assert state.is_finished() and state.is_failed()
     assert calls["child"] == 3
     assert state.result["child"].map_states[0].is_failed()
+
+
+def test_a_revisited_cached_child_keeps_its_map_unfinished_until_it_ends_again() -> None:
+    """A mapped child's Cached state re-visited on a retry's pass goes Pending and ends
+    again: its map counted it finished twice, so a task downstream of the map was never
+    ready (found by the fold==run property: flow.run returned a run still Running)."""
+
+    @task(
+        max_retries=1,
+        retry_delay=timedelta(0),
+        cache_for=timedelta(hours=1),
+        cache_validator=never_use,
+    )
+    def odd_fails(m: int) -> list[int]:
+        if context.get("map_index") % 2:
+            raise ValueError("odd index")
+        return []
+
+    @task(trigger=triggers.always_run)
+    def after(xs: list[Any]) -> int:
+        return len(xs)
+
+    with Flow("revisit-downstream") as flow:
+        after(odd_fails.map(m=[5, 3]))
+    store = MemoryStore()
+    state = flow.run(store=store)
+    # the task after the map ran (before the fix it was never ready)
+    assert state.is_successful(), state
+    assert state.result["after"].is_successful()
+    kids = state.result["odd_fails"].map_states
+    assert [type(k).__name__ for k in kids] == ["Cached", "Failed"]
+    # the log re-visits the Cached child, and replay folds to the same finished run
+    view = replay(store, state.run_id)
+    assert any(e.message == "Cache was invalid; ready to run." for e in view.timeline())
+    assert view.flow_state == state and view.unfinished_children == {1: 0}
+
+
+def test_a_retry_waits_for_a_revisited_child_then_runs() -> None:
+    """A reducer's retry re-visits the Cached child it reads: the child runs again, and
+    the retry waits for it, then runs (it was never queued again: flow.run returned the
+    run Running, with the reducer Retrying)."""
+    calls: Counter[str] = Counter()
+
+    @task(cache_for=timedelta(hours=1), cache_validator=never_use)
+    def child(m: int) -> int:
+        calls["child"] += 1
+        return m
+
+    @task(max_retries=2, retry_delay=timedelta(0))
+    def flaky(xs: list[int]) -> int:
+        calls["flaky"] += 1
+        if calls["flaky"] <= 2:
+            raise ValueError("not yet")
+        return sum(xs)
+
+    with Flow("retry-after-revisit") as flow:
+        flaky(child.map([1, 2]))
+    store = MemoryStore()
+    state = flow.run(store=store)
+    assert state.is_successful(), state
+    assert state.result["flaky"].result == 3
+    # each retry's pass re-visits both Cached children: they run three times
+    assert calls == Counter(flaky=3, child=6)
+    assert replay(store, state.run_id).flow_state == state
 
 
 # -- the lease first, then the log ----------------------------------------------------------
