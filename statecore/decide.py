@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statecore import signals
+from statecore.events import MAX_MAP_STATES
 from statecore.fold import RunView, TaskRun
 from statecore.graph import Graph, Input, Node
 from statecore.states import (
@@ -348,7 +349,13 @@ def _ready_to_map(upstream: Mapping[Any, State]) -> State:
             return Failed("At least one upstream state has an unmappable result.")
         else:
             lengths.append(len(state.result))
-    return Mapped("Ready to proceed with mapping.", n_map_states=min(lengths, default=0))
+    n = min(lengths, default=0)
+    if n > MAX_MAP_STATES:
+        return Failed(
+            f"Cannot map over {n:,} items: a mapped task has at most {MAX_MAP_STATES:,} "
+            "children (map over batches instead)"
+        )
+    return Mapped("Ready to proceed with mapping.", n_map_states=n)
 
 
 def _check_trigger(node: Node, upstream: Mapping[Any, State], *, approved: bool) -> State | None:

@@ -279,6 +279,10 @@ _SHAPES: dict[str, tuple[tuple[type, ...], ...]] = {
 #: how deeply a payload may nest (a result, a graph, parameters): deeper is hostile, and
 #: would exhaust the stack of whatever walks it (repr, JSON, rendering)
 MAX_DEPTH = 100
+#: the most children a mapped task may have: a run refuses to map over more (the task
+#: fails), and a logged Mapped state declaring more is hostile (the fold would allocate a
+#: TaskRun per declared child: 10**8 of them is gigabytes)
+MAX_MAP_STATES = 1_000_000
 
 
 def _check(items: list[Any], shape: tuple[tuple[type, ...], ...]) -> str | None:
@@ -291,6 +295,10 @@ def _check(items: list[Any], shape: tuple[tuple[type, ...], ...]) -> str | None:
         return f"nested deeper than {MAX_DEPTH}"
     if len(shape) == 5 and type(items[2]) is dict:  # a run: its graph's tasks
         return _check_graph(items[2])
+    if len(shape) == 10 and type(items[9]) is dict and "n_map_states" in items[9]:
+        n = items[9]["n_map_states"]
+        if type(n) is not int or not 0 <= n <= MAX_MAP_STATES:
+            return f"n_map_states {_brief(n)} is not a count from 0 to {MAX_MAP_STATES:,}"
     return None
 
 
@@ -301,8 +309,8 @@ def _check_graph(graph: dict[Any, Any]) -> str | None:
     for task in tasks:
         if type(task) is not dict or type(task.get("key")) is not str:
             return "a graph task has no key"
-        if type(task.get("name", "")) is not str:
-            return "a graph task's name is not text"
+        if type(task.get("name")) is not str:
+            return "a graph task's name is missing or not text"
     return None
 
 

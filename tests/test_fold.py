@@ -16,7 +16,7 @@ from statecore import Flow, codec, task
 from statecore import view as view_module
 from statecore.backends import MemoryStore, SQLiteStore
 from statecore.errors import CorruptEvent, SchemaVersionError
-from statecore.events import SCHEMA_VERSION, StoredEvent, encode_state_change
+from statecore.events import MAX_MAP_STATES, SCHEMA_VERSION, StoredEvent, encode_state_change
 from statecore.fold import RunView, TaskRun, fold
 from statecore.runners import replay
 from statecore.serialization import packb
@@ -282,3 +282,54 @@ def test_two_payloads_crafted_around_a_separator_are_refused(tmp_path: Path) -> 
     for fold_log in fold_both_ways(log, tmp_path):
         with pytest.raises(CorruptEvent, match=f"event {events[at].seq}"):
             fold_log()
+
+
+# -- found by the 10,000-case fuzz run (tests/test_fuzz.py): caps and required fields --
+
+
+def test_a_mapped_state_declaring_too_many_children_is_refused_not_allocated(
+    tmp_path: Path,
+) -> None:
+    """A Mapped event's count is a size: 10**8 declared children would be a TaskRun each
+    (gigabytes) before any of them is logged; the fold names the event instead."""
+    run_id, events = logged_run(doubling_flow())
+    at = next(
+        i
+        for i, e in enumerate(events)
+        if e.kind == "state" and msgpack.unpackb(e.payload)[4] == "Mapped"
+    )
+    body = msgpack.unpackb(events[at].payload)
+    for count in (10**8, MAX_MAP_STATES + 1, -1, "3"):
+        body[9] = {"n_map_states": count}
+        for fold_it in fold_both_ways(tampered(events, at, packb(body)), tmp_path / str(count)):
+            with pytest.raises(CorruptEvent, match=r"n_map_states|children") as raised:
+                fold_it()
+            assert f"run {run_id!r}, event {at + 1}" in str(raised.value)
+
+
+def test_a_run_refuses_to_map_over_more_than_the_cap() -> None:
+    @task
+    def many() -> list[int]:
+        return [0] * (MAX_MAP_STATES + 1)
+
+    with Flow("too-many") as flow:
+        double.map(many())
+    store = MemoryStore()
+    state = flow.run(store=store)
+    assert state.is_failed()
+    mapped = state.result[flow.get_tasks(name="double")[0]]  # type: ignore[index]
+    assert mapped.is_failed() and "at most 1,000,000 children" in (mapped.message or "")
+    # the log says the same, and holds no child
+    assert replay(store, state.run_id).task_states["double"] == mapped  # type: ignore[attr-defined]
+
+
+def test_a_graph_task_without_a_name_is_a_corrupt_run_event(tmp_path: Path) -> None:
+    run_id, events = logged_run(doubling_flow())
+    at = next(i for i, e in enumerate(events) if e.kind == "run")
+    body = msgpack.unpackb(events[at].payload)
+    for task_entry in body[2]["tasks"]:
+        task_entry.pop("name")
+    for fold_it in fold_both_ways(tampered(events, at, packb(body)), tmp_path):
+        with pytest.raises(CorruptEvent, match="name is missing") as raised:
+            fold_it()
+        assert f"run {run_id!r}, event {at + 1}" in str(raised.value)
