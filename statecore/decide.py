@@ -263,8 +263,9 @@ def upstream_states(
             if inp.flattened and not whole_mapped:
                 state = with_result(state, _flatten(state.result))
             shared[up] = state
-        if inp.flattened and whole_mapped and inp.mapped:
-            # a mapped parent over a flattened mapped upstream: its width is the total
+        if inp.flattened and whole_mapped:
+            # a flattened mapped upstream: its children's lists, one level flattened (a
+            # mapped parent's width is the total; a reducer reads the flat list)
             state = Mapped(up_state.message, None, _flat_children(view, up), None)
         out[inp.edge] = state
     return out

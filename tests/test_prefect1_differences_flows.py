@@ -403,3 +403,53 @@ def test_chain_runs_tasks_one_after_another(store: MemoryStore) -> None:
     ]
     flow.run(store=store)
     assert order == ["s2", "s1", "s0"]
+
+
+def test_a_reducer_over_a_flattened_map_reads_the_flat_list(store: MemoryStore) -> None:
+    """``reduce(flatten(mapped))`` gets the children's lists flattened one level, as in
+    Prefect 1 (it got the list of lists; found by test_task_map's flatmap tests)."""
+
+    @task
+    def pair(x: int) -> list[int]:
+        return [x, x + 1]
+
+    @task
+    def collect(xs: list[int]) -> list[int]:
+        return xs
+
+    with Flow("flat-reduce") as flow:
+        out = collect(flatten(pair.map([1, 3])))
+    state = flow.run(store=store)
+    assert state.result[out].result == [1, 2, 3, 4]
+
+
+def test_flow_run_on_a_schedule_asks_the_schedule_s_next(store: MemoryStore) -> None:
+    """A Schedule subclass that overrides ``next`` decides flow.run's slots, as Prefect
+    1's flow.run asks ``schedule.next(...)`` (statecore read the clocks around it)."""
+    from datetime import UTC, datetime, timedelta
+
+    from statecore.schedules import Schedule, clocks
+
+    asked: list[object] = []
+    soon = datetime.now(UTC) + timedelta(milliseconds=50)
+
+    class OneSlot(Schedule):
+        def next(self, n, after=None, return_events=False):  # type: ignore[no-untyped-def]
+            asked.append(after)
+            if len(asked) > 1:
+                return []
+            event = clocks.ClockEvent(soon)
+            return [event] if return_events else [event.start_time]
+
+    ran: list[int] = []
+
+    @task
+    def work() -> int:
+        ran.append(1)
+        return 1
+
+    with Flow("one-slot", schedule=OneSlot(clocks=[])) as flow:
+        work()
+    state = flow.run(store=store)
+    assert state.is_successful() and ran == [1]
+    assert len(asked) == 2  # the slot, then "no more"

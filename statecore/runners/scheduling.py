@@ -267,7 +267,9 @@ class _Plan:
         interval) or onto a time already listed (``next_weekday``): those are dropped.
         """
         group: list[ClockEvent] = []
-        for event in self.schedule.events(after=cursor):
+        # through ``next``, as Prefect 1's flow.run asks: a Schedule subclass overriding
+        # it is obeyed (64 events cover any group of one start time a clock set makes)
+        for event in self.schedule.next(64, after=cursor, return_events=True):
             if event.start_time <= cursor:
                 continue
             if group and event.start_time != group[0].start_time:
