@@ -95,7 +95,8 @@ def test_every_name_prefect_1_4_1_exports_is_served_or_out_of_scope(prefect: Mod
             assert "out of scope" in str(exc) and len(str(exc)) > 40, name
             refused.append(name)
     assert set(served) == {
-        "Flow", "Parameter", "Task", "case", "context", "flatten", "task", "unmapped",
+        "Flow", "Parameter", "Task", "case", "context", "flatten", "mapped", "task",
+        "unmapped",
     }  # fmt: skip
     assert set(refused) == set(exported) - set(served)
 
@@ -107,7 +108,7 @@ def test_every_name_prefect_1_4_1_exports_is_served_or_out_of_scope(prefect: Mod
         ("prefect.engine.signals", ["SKIP", "FAIL", "ENDRUN", "LOOP", "PAUSE"], signals),
         ("prefect.triggers", ["all_finished", "always_run", "some_successful"], triggers),
         ("prefect.core.task", ["Task"], statecore),
-        ("prefect.core.edge", ["Edge"], statecore),
+        ("prefect.core.edge", ["Edge", "Task"], statecore),
         ("prefect.core", ["Task", "Parameter", "Edge"], statecore),
         (
             "prefect.tasks.control_flow",
@@ -117,7 +118,7 @@ def test_every_name_prefect_1_4_1_exports_is_served_or_out_of_scope(prefect: Mod
         ("prefect.tasks.control_flow.conditional", ["ifelse", "merge", "switch"], statecore),
         ("prefect.tasks.control_flow.case", ["case"], statecore),
         ("prefect.tasks.control_flow.filter", ["FilterTask"], statecore),
-        ("prefect.utilities.edges", ["unmapped", "flatten"], statecore),
+        ("prefect.utilities.edges", ["unmapped", "flatten", "mapped"], statecore.tasks),
     ],
 )
 def test_module_paths_resolve_to_statecore_objects(
@@ -195,7 +196,6 @@ def test_the_client_is_a_clear_error(prefect: ModuleType) -> None:
         ("from prefect.engine.state import Queued", "Cloud/Server state"),
         ("import prefect.tasks.aws", "task library"),
         ("from prefect.tasks.shell import ShellTask", "task library"),
-        ("from prefect import mapped", "task.map"),
         ("from prefect import apply_map", "task.map"),
         ("from prefect.utilities.tasks import pause_task", "PAUSE"),
         ("from prefect.engine import FlowRunner", "flow.run"),
@@ -478,3 +478,26 @@ def test_every_mapped_module_imports(prefect: ModuleType) -> None:
     for name in MODULES:
         mod = importlib.import_module(name)
         assert mod.__name__ == name and mod.__doc__
+
+
+def test_prefect_utilities_debug_raise_on_exception_raises_after_the_run(
+    prefect: ModuleType,
+) -> None:
+    from prefect import Flow, task
+    from prefect.utilities.debug import raise_on_exception
+
+    from statecore.backends import MemoryStore
+
+    @task
+    def boom() -> None:
+        raise ZeroDivisionError("boom")
+
+    with Flow("debug") as flow:
+        boom()
+    store = MemoryStore()
+    with raise_on_exception(), pytest.raises(ZeroDivisionError, match="boom"):
+        flow.run(store=store)
+    # the run was logged whole before the error was raised
+    (meta,) = store.list_runs()
+    assert meta.state == "Failed"
+    assert flow.run(store=MemoryStore()).is_failed()  # outside the block: a Failed state

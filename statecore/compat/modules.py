@@ -89,6 +89,7 @@ def _top() -> dict[str, Any]:
     import statecore.compat.context as compat_context
 
     names = _names("statecore", ("Task", "Parameter", "unmapped", "flatten", "case"))
+    names.update(_names("statecore.tasks", ("mapped",)))
     names.update(
         Flow=authoring.Flow,
         task=authoring.task,
@@ -117,7 +118,13 @@ def _flow_module() -> dict[str, Any]:
 
 
 def _edges() -> dict[str, Any]:
-    return _names("statecore.tasks", ("EdgeAnnotation", "unmapped", "flatten"))
+    return _names("statecore.tasks", ("EdgeAnnotation", "unmapped", "flatten", "mapped"))
+
+
+def _debug() -> dict[str, Any]:
+    import statecore.compat.authoring as authoring
+
+    return {"raise_on_exception": authoring.raise_on_exception}
 
 
 def _utilities_tasks() -> dict[str, Any]:
@@ -263,8 +270,6 @@ MODULES: Mapping[str, ModuleDef] = MappingProxyType(
                 "tags": "the prefect.tags context manager is out of scope: pass tags=[...] "
                 "to @task",
                 "apply_map": "apply_map is out of scope: call task.map(...) for each mapped step",
-                "mapped": "the mapped() annotation is out of scope: use "
-                "task.map(xs, unmapped(y)) instead of task(mapped(xs), y)",
             },
             equivalent="statecore",
         ),
@@ -279,7 +284,8 @@ MODULES: Mapping[str, ModuleDef] = MappingProxyType(
         ),
         "prefect.core.edge": ModuleDef(
             "prefect.core.edge -> statecore.flow",
-            lambda: _names("statecore.flow", ("Edge",)),
+            # Prefect 1's module imports Task too, and users import it from there
+            lambda: {**_names("statecore.flow", ("Edge",)), **_names("statecore.tasks", ("Task",))},
             equivalent="statecore.flow",
         ),
         "prefect.core.parameter": ModuleDef(
@@ -456,18 +462,19 @@ MODULES: Mapping[str, ModuleDef] = MappingProxyType(
             equivalent="statecore.schedules.adjustments",
         ),
         "prefect.utilities": ModuleDef(
-            "prefect.utilities: edges, tasks, context, notifications.",
+            "prefect.utilities: edges, tasks, context, debug, notifications.",
             _nothing,
-            submodules=("context", "edges", "notifications", "tasks"),
+            submodules=("context", "debug", "edges", "notifications", "tasks"),
         ),
         "prefect.utilities.edges": ModuleDef(
             "prefect.utilities.edges -> statecore.tasks",
             _edges,
-            out_of_scope={
-                "mapped": "the mapped() annotation is out of scope: use "
-                "task.map(xs, unmapped(y)) instead of task(mapped(xs), y)",
-            },
             equivalent="statecore.tasks",
+        ),
+        "prefect.utilities.debug": ModuleDef(
+            "prefect.utilities.debug: raise_on_exception (flow.run raises a task's error "
+            "once the run has ended and is logged whole).",
+            _debug,
         ),
         "prefect.utilities.tasks": ModuleDef(
             "prefect.utilities.tasks -> statecore.tasks",
