@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from statecore.context import (
     reset_context,
@@ -343,7 +343,10 @@ class ThreadExecutor:
         self._threads.clear()
 
 
-def drain(done: queue.SimpleQueue[Done], timeout: float) -> list[Done]:
+_Item = TypeVar("_Item")
+
+
+def drain(done: queue.SimpleQueue[_Item], timeout: float) -> list[_Item]:
     """Wait up to ``timeout`` seconds for one item of ``done``, then take all it holds."""
     try:
         first = done.get(timeout=timeout) if timeout > 0 else done.get_nowait()
