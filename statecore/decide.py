@@ -215,7 +215,10 @@ def _decide_one(
         if hit is not None:
             decision.set_states.append(SetState(node.index, index, hit))
             return
-    attempt = run.attempt if run.interrupted else run.attempt + 1
+    if isinstance(state, Looped):
+        attempt = 1  # a LOOP's next iteration is a new task run (its own retries)
+    else:
+        attempt = run.attempt if run.interrupted else run.attempt + 1
     decision.run.append(
         RunTask(
             node.index,

@@ -453,3 +453,32 @@ def test_flow_run_on_a_schedule_asks_the_schedule_s_next(store: MemoryStore) -> 
     state = flow.run(store=store)
     assert state.is_successful() and ran == [1]
     assert len(asked) == 2  # the slot, then "no more"
+
+
+def test_each_loop_iteration_is_a_new_task_run_with_its_own_retries(store: MemoryStore) -> None:
+    """After LOOP, Prefect 1 starts the next iteration as a new task run: task_run_count
+    is 1 again and max_retries counts afresh (statecore kept counting, so an iteration
+    failing after an earlier iteration's retry was not retried)."""
+    from datetime import timedelta
+
+    from statecore import context
+    from statecore.runners import replay
+
+    seen: list[tuple[int, int]] = []
+
+    @task(max_retries=1, retry_delay=timedelta(0))
+    def looper() -> int:
+        loop, run = context.get("task_loop_count", 1), context.get("task_run_count")
+        seen.append((loop, run))
+        if loop in (2, 4) and run == 1:
+            raise ValueError("once per iteration")
+        if loop < 5:
+            raise signals.LOOP(result=loop)
+        return loop
+
+    with Flow("loop-retries") as flow:
+        out = looper()
+    state = flow.run(store=store)
+    assert state.is_successful() and state.result[out].result == 5
+    assert seen == [(1, 1), (2, 1), (2, 2), (3, 1), (4, 1), (4, 2), (5, 1)]
+    assert replay(store, state.run_id).task_states[out] == state.result[out]

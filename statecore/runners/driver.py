@@ -371,14 +371,16 @@ class Driver:
             looped = record.task(rt.node, rt.index, state, rt.attempt, now, timing=timing)
             if not isinstance(looped, Looped):
                 return
-            restarted = record.task(rt.node, rt.index, loop_restart(looped), rt.attempt, now_ns())
+            # each iteration is a new task run, as in Prefect 1: task_run_count starts
+            # at 1 again and the iteration has its own retries
+            restarted = record.task(rt.node, rt.index, loop_restart(looped), 1, now_ns())
             if isinstance(restarted, Running):
                 self.redispatch.append(
                     RunTask(
                         rt.node,
                         rt.index,
                         rt.inputs,
-                        rt.attempt,
+                        1,
                         rt.resume,
                         state.loop_count,
                         state.result,
