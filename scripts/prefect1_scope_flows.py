@@ -60,11 +60,6 @@ RULES: list[tuple[str, str]] = [
         "run time",
     ),
     (
-        _FLOW + r"test_flow_run_raises_informative_error_for_certain_kwargs$",
-        "flow.run(return_tasks=...) is accepted (every task's state is returned anyway); "
-        "Prefect 1.4.1 refuses it with a ValueError",
-    ),
-    (
         _FLOW + r"test_flow_run_name_as_run_param$",
         "flow.run(flow_run_name=...): a statecore run is named by its run id "
         "(flow.run(run_id=...)), which also makes it resumable, and prefect.context."

@@ -2,7 +2,7 @@
 
 ``prefect.Flow`` is a :class:`statecore.Flow` subclass that takes Prefect 1's
 constructor in its order (``name, schedule, executor, run_config, storage, ...``) and
-``flow.run(context=..., return_tasks=...)``; what belongs to Prefect Cloud or Server
+``flow.run(context=...)``; what belongs to Prefect Cloud or Server
 (``register``, ``deploy``, ``run_agent``, storage, run configs, executors, result
 classes, ``visualize``, ``serialize``) raises :class:`~statecore.compat.errors.OutOfScope`
 saying what to use instead. ``prefect.task`` is ``statecore.task`` refusing, with the same
@@ -165,18 +165,25 @@ class Flow(_flow.Flow):
         **kwargs: Any,
     ) -> State:
         """``flow.run`` with Prefect 1's keywords: ``context`` adds values to
-        ``prefect.context`` for the run; ``return_tasks`` is accepted (the returned
-        state's ``result`` holds every task); ``state`` is the flow run's initial state,
-        as Prefect 1's FlowRunner took it: a finished one is returned at once, every
-        task ``Pending("Task not run.")`` and no run recorded, and a pending or running
-        one (a ``Scheduled`` one too, whatever its start time) starts the run as usual.
+        ``prefect.context`` for the run; ``return_tasks`` is refused with Prefect 1.4.1's
+        ValueError (the returned state's ``result`` holds every task); ``state`` is the
+        flow run's initial state, as Prefect 1's FlowRunner took it: a finished one is
+        returned at once, every task ``Pending("Task not run.")`` and no run recorded,
+        and a pending or running one (a ``Scheduled`` one too, whatever its start time)
+        starts the run as usual.
         Everything else is statecore's ``Flow.run`` (``store=``, ``run_id=``,
         ``secrets=``, ``runner=``, ...).
 
         Raises:
             OutOfScope: ``executor`` or ``runner_cls`` given.
+            ValueError: ``return_tasks`` given (as Prefect 1.4.1).
         """
-        del return_tasks
+        if return_tasks is not None:
+            raise ValueError(
+                "The `return_tasks` keyword cannot be provided to `flow.run()`; all task "
+                "states are always returned. If you want to receive a subset of task "
+                "states, use a FlowRunner directly."
+            )
         if executor is not None:
             raise OutOfScope(FLOW_OUT_OF_SCOPE["executor"])
         if runner_cls is not None:
