@@ -39,6 +39,8 @@ from Success to Running
 #    (supply). Pending never becomes Looped: only a run loops.
 # 3) Paused waits for approval: it becomes Resume (approve), or finishes with a state the user
 #    supplies, Cancelled included (finish, cancel). It does not run until it has been approved.
+#    A state handler may answer a pause at once with Resume (Prefect 1's handlers change the
+#    new state): then a waiting state, or a Cached one checked again, becomes Resume (approve).
 # 4) Running finishes (finish, cancel), schedules a retry (retry), ends one loop iteration
 #    (loop), pauses when the body raises PAUSE (pause), or falls back to Pending when the attempt
 #    was interrupted: on resume the driver logs Pending("Interrupted: ...") (interrupt).
@@ -136,8 +138,12 @@ _TASK_DECLARATION: Final[list[dict[str, Any]]] = [
     {"trigger": "cancel", "source": list(_WAITING), "dest": "Cancelled"},
     # 2) Pending only
     *_to_each("supply", ["Pending"], ["Scheduled", "Retrying", "Resume"]),
-    # 3) Paused
-    {"trigger": "approve", "source": "Paused", "dest": "Resume"},
+    # 3) Paused, or a pause a state handler answered with Resume
+    {
+        "trigger": "approve",
+        "source": ["Paused", "Scheduled", "Retrying", "Cached"],
+        "dest": "Resume",
+    },
     *_to_each("finish", ["Paused"], _ENDED),
     {"trigger": "cancel", "source": "Paused", "dest": "Cancelled"},
     # 4) Running

@@ -58,6 +58,8 @@ def reference_task(src: str, dst: str) -> bool:
         return True
     if src == "Pending" and dst in {"Scheduled", "Retrying", "Resume"}:
         return True
+    if src in {"Scheduled", "Retrying", "Cached"} and dst == "Resume":
+        return True  # a state handler answered the pause with Resume
     if src == "Paused":
         return dst == "Resume" or dst in FINISHED
     if src == "Running":
@@ -77,6 +79,7 @@ def reference_flow(src: str, dst: str) -> bool:
 LISTED_TASK_PATHS = sorted(
     {(w, d) for w in WAITING for d in {"Running", "Paused"} | FINISHED}
     | {("Pending", d) for d in ("Scheduled", "Retrying", "Resume")}
+    | {(s, "Resume") for s in ("Scheduled", "Retrying", "Cached")}
     | {("Paused", d) for d in {"Resume", "Cancelled"} | FINISHED}
     | {("Running", d) for d in FINISHED | {"Retrying", "Looped", "Paused", "Pending"}}
     | {("Looped", d) for d in ("Running", "Cancelled", "Pending")}

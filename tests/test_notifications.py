@@ -476,7 +476,15 @@ def test_a_failing_notifier_changes_nothing_in_the_run(
     # warnings, as lines of their tasks (the flow handler's as the run's own lines)
     events = run_events(store, str(notified.run_id))
     notes = [e for e in events if e[0] == "log" and "slack_notifier" in e[3]]
-    assert [e for e in events if e not in notes] == run_events(plain_store, str(plain.run_id))
+
+    # (task by task: extract and report are independent, their events interleave as their
+    # threads finish, and the notifier's HTTP calls shift that)
+    def per_task(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return sorted(found, key=lambda e: str(e[1]) if len(e) > 1 else "")
+
+    assert per_task([e for e in events if e not in notes]) == per_task(
+        run_events(plain_store, str(plain.run_id))
+    )
     assert sorted((str(e[1]).split("-")[0], e[2]) for e in notes) == [
         ("None", "WARNING"),
         ("None", "WARNING"),

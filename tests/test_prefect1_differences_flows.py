@@ -11,7 +11,7 @@ from statecore.backends import MemoryStore
 from statecore.compat.authoring import Flow as PrefectFlow
 from statecore.compat.authoring import raise_on_exception
 from statecore.errors import FlowDefinitionError
-from statecore.states import Failed, Pending, Running, Success
+from statecore.states import Failed, Pending, Running, State, Success
 from statecore.tasks import edge_options, mapped
 
 
@@ -482,3 +482,41 @@ def test_each_loop_iteration_is_a_new_task_run_with_its_own_retries(store: Memor
     assert state.is_successful() and state.result[out].result == 5
     assert seen == [(1, 1), (2, 1), (2, 2), (3, 1), (4, 1), (4, 2), (5, 1)]
     assert replay(store, state.run_id).task_states[out] == state.result[out]
+
+
+def test_a_handler_raising_fail_on_success_is_retried_and_may_answer_a_pause(
+    store: MemoryStore,
+) -> None:
+    """Prefect 1's retry step settles what the state handlers return: FAIL raised by a
+    handler on Running -> Success is retried by max_retries (it was final), and a handler
+    may answer a manual_only pause with Resume on each retry (Retrying -> Resume)."""
+    from datetime import timedelta
+
+    from statecore import triggers
+    from statecore.runners import replay
+    from statecore.states import Paused, Resume
+
+    runs: list[int] = []
+
+    def handler(obj: object, old: State, new: State) -> State | None:
+        if isinstance(new, Paused):
+            return Resume()
+        if old.is_running():
+            raise signals.FAIL("refused by the handler")
+        return None
+
+    @task(
+        max_retries=2,
+        retry_delay=timedelta(0),
+        state_handlers=[handler],
+        trigger=triggers.manual_only,
+    )
+    def gated() -> None:
+        runs.append(1)
+
+    flow = Flow("handler-retries", tasks=[gated])
+    state = flow.run(store=store)
+    assert state.is_failed() and len(runs) == 3
+    assert state.result[gated].message == "refused by the handler"
+    changes = [(e.prev, e.new) for e in replay(store, state.run_id).timeline() if e.task]
+    assert changes.count(("Retrying", "Resume")) == 2

@@ -388,28 +388,35 @@ class Driver:
                 )
             return
         params = self.view.parameters
-        final = settle(
-            node,
-            state,
-            attempt=rt.attempt,
-            now=now,
-            inputs=rt.inputs,
-            parameters=params,
-            ended_run=ended,
-        )
-        handled = False
-        if final is not state and node.has_handlers:
-            # Prefect 1's handlers see the run's state, then the retry or the cache step:
-            # Running -> Failed -> Retrying, Running -> Success -> Cached. The log keeps
-            # one event, with the state the whole chain ends in.
+        handled = node.has_handlers
+        if handled:
+            # Prefect 1's handlers see the run's state, then the retry or the cache step
+            # settles what they returned: Running -> Failed -> Retrying, Running ->
+            # Success -> Cached, and a handler raising FAIL on Running -> Success is
+            # retried too. The log keeps one event, the state the whole chain ends in.
             running = entity_run(self.view, rt.node, rt.index).state
             first = record.task_handlers(rt.node, running, state, rt.index)
             final = settle(
-                node, first, attempt=rt.attempt, now=now, inputs=rt.inputs, parameters=params
+                node,
+                first,
+                attempt=rt.attempt,
+                now=now,
+                inputs=rt.inputs,
+                parameters=params,
+                ended_run=ended and first is state,
             )
             if final is not first:
                 final = record.task_handlers(rt.node, first, final, rt.index)
-            handled = True
+        else:
+            final = settle(
+                node,
+                state,
+                attempt=rt.attempt,
+                now=now,
+                inputs=rt.inputs,
+                parameters=params,
+                ended_run=ended,
+            )
         if not node.checkpoint or node.is_secret:
             self.unstored.keep(rt.node, rt.index, final.result)
         final = record.task(
