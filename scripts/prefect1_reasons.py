@@ -11,7 +11,10 @@ RUNNER = "FlowRunner/TaskRunner internals: statecore's driver is a different des
 CONFIG = "prefect.config internals (configuration file, task defaults from config)"
 STORAGE = "storage and run configs (deployment): out of scope, use statecore run"
 VISUALIZE = "flow.visualize (graphviz): statecore graph replaces it"
-NOT_RUN = "not flow.run()-driven: issue 13 scopes this file to its flow.run() tests"
+NOT_RUN = (
+    "not flow.run()-driven: of this file only the tests that run a flow are in scope "
+    "(the rest test Prefect's object model: copying, sorting, serializing flows)"
+)
 AMBIENT = (
     "reads the ambient prefect.context when a State is built: statecore builds a State from "
     "its arguments only, as the fold rebuilds every State from the log (a default taken from "

@@ -234,6 +234,37 @@ def summarize(data: dict[str, Any]) -> dict[str, dict[str, int]]:
     }
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """Every out-of-scope test with its reason, file by file, under the per-file counts:
+    the list the README's compatibility table summarises."""
+    counts = summarize(data)
+    lines = [
+        f"# Prefect {TAG}'s own tests against statecore",
+        "",
+        "Written by `python scripts/prefect1_tests.py --mirror --markdown PREFECT1_TESTS.md`;",
+        'README.md, "Proof by Prefect\'s own tests", says how scope is decided.',
+        "",
+        "| file | passed | failed | out of scope |",
+        "|---|---:|---:|---:|",
+    ]
+    for f, c in counts.items():
+        lines.append(f"| `{f}` | {c['passed']} | {c['failed']} | {c['out_of_scope']} |")
+    by_file: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for nodeid, rec in sorted(data["tests"].items()):
+        if rec["outcome"] == "out_of_scope":
+            by_file[_file_of(nodeid)].append((nodeid.split("::", 1)[1], rec["detail"]))
+    for f in counts:
+        if not by_file.get(f):
+            continue
+        lines += ["", f"## `{f}`: out of scope", "", "| test | why |", "|---|---|"]
+        lines += [f"| `{_cell(test)}` | {_cell(why)} |" for test, why in by_file[f]]
+    return "\n".join(lines) + "\n"
+
+
 def report(data: dict[str, Any], verbose: bool) -> int:
     """Print the per-file table and details; return the exit status."""
     counts = summarize(data)
@@ -286,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirror", action="store_true", help=f"use tag {TAG} of {MIRROR}")
     parser.add_argument("--json", metavar="OUT", help="write the per-file counts as JSON")
     parser.add_argument("--raw", metavar="OUT", help="write every test's outcome as JSON")
+    parser.add_argument(
+        "--markdown", metavar="OUT", help="write the counts and every out-of-scope test"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="list ids and tracebacks")
     parser.add_argument("-k", metavar="EXPR", help="pytest -k expression (a subset)")
     parser.add_argument("--log", metavar="OUT", help="write pytest's own output (-v) here")
@@ -316,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(summarize(data), indent=1, sort_keys=True) + "\n")
     if args.raw:
         Path(args.raw).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(data))
     return status
 
 
