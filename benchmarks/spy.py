@@ -8,7 +8,9 @@ warm-up and the flow build are in the samples too, so the flow is built once and
 runs dominate. It prints the share of samples each function holds itself (self) and under
 it (total), and the same per statecore module, for the driver thread (the one that calls
 ``flow.run``) and for all threads. Unlike cProfile, sampling does not inflate small calls.
-``--svg FILE`` also writes py-spy's flame graph.
+``--svg FILE`` also writes py-spy's flame graph, ``--raw FILE`` keeps the folded stacks.
+A thread blocked in a C call (a queue's ``get``) can count as active: read the driver
+thread's block first.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def summarise(raw: Path, top: int) -> str:
         module_self[leaf_module] += count
         for name in {name for name, _ in frames}:
             total_by[name] += count
-        if any(name.endswith(":run") and "flow.py" in name for name, _ in frames):
+        if any(name.endswith("flow.py:Flow.run") for name, _ in frames):
             driver += count
             driver_self[leaf] += count
     out = [f"{samples} samples, {driver} in the driver thread (under Flow.run)", ""]
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=250)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--svg", help="also write a flame graph here")
+    parser.add_argument("--raw", help="keep py-spy's folded stacks here")
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy")
     if spy is None:
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(svg, check=True, capture_output=True)
         print(f"# {args.workload} on {args.store}, {args.runs} runs, py-spy at {args.rate} Hz")
         print(summarise(raw, args.top))
+        if args.raw:
+            shutil.copyfile(raw, args.raw)
     return 0
 
 
