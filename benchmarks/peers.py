@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from run import baseline_sqlite_group_commit  # noqa: E402
+from run import baseline_redis_pipeline, baseline_sqlite_group_commit  # noqa: E402
 from workloads import WORKLOADS, ensure_redis  # noqa: E402
 
 RUN_TIMEOUT = 900.0  # seconds for one (engine, workload) process
@@ -266,8 +266,12 @@ def _ratio(peer: Engine, ours: Engine, workload: str) -> str:
 
 
 def report(
-    all_engines: list[Engine], floor_us: float, args: argparse.Namespace, started: str
+    all_engines: list[Engine],
+    floors: tuple[float, float | None],
+    args: argparse.Namespace,
+    started: str,
 ) -> str:
+    floor_us, redis_floor_us = floors
     by_key = {e.key: e for e in all_engines}
     ours = [by_key[k] for k in ("sqlite", "redis", "memory")]
     peers = [e for e in all_engines if e.requirement is not None]
@@ -301,6 +305,11 @@ def report(
     lines.append(
         f"| minimal SQLite group-commit loop (floor) | | yes | {floor_us:.1f} (100,000) | | | |"
     )
+    if redis_floor_us is not None:
+        lines.append(
+            f"| minimal Redis pipelined log (floor) | | as the server is | "
+            f"{redis_floor_us:.1f} (50,000) | | | |"
+        )
     lines += [
         "",
         "statecore's lead: the peer's µs per task divided by statecore's "
@@ -320,16 +329,23 @@ def report(
                 continue
             cells.append(" / ".join(_ratio(p, o, w) for o in ours))
         lines.append(f"| {p.label} | " + " | ".join(cells) + " |")
-    sqlite_engine = by_key["sqlite"]
-    floor_cells = []
-    for w in ("W1", "W2", "W3"):
-        runs = sqlite_engine.runs.get(w)
-        floor_cells.append(f"{us_per_task(runs) / floor_us:.1f}x" if runs else "-")
+    for engine, floor, what in (
+        (by_key["sqlite"], floor_us, "SQLite"),
+        (by_key["redis"], redis_floor_us, "Redis"),
+    ):
+        if floor is None or engine.unavailable:
+            continue
+        cells = []
+        for w in ("W1", "W2", "W3"):
+            runs = engine.runs.get(w)
+            cells.append(f"{w} {us_per_task(runs) / floor:.1f}x" if runs else f"{w} -")
+        lines += [
+            "",
+            f"statecore {what} against its floor (µs per task ÷ the loop's): "
+            + ", ".join(cells)
+            + ".",
+        ]
     lines += [
-        "",
-        "statecore SQLite against the floor (µs per task ÷ the loop's): "
-        + ", ".join(f"{w} {c}" for w, c in zip(("W1", "W2", "W3"), floor_cells, strict=True))
-        + ".",
         "",
         "Notes: Prefect 1 and 3 run W3 over fewer items (the size is in each cell); "
         "DBOS runs W1 only, as sequential `@DBOS.step`s of one workflow, so its ratio is "
@@ -385,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
 
     floor_us = baseline_sqlite_group_commit(100_000, args.repeat)
     print(f"floor: minimal SQLite group-commit loop {floor_us:.2f} µs/task", flush=True)
+    redis_floor_us = None
+    if any(e.key == "redis" and not e.unavailable for e in all_engines):
+        redis_floor_us = baseline_redis_pipeline(50_000, args.repeat)
+        print(f"floor: minimal Redis pipelined log {redis_floor_us:.2f} µs/task", flush=True)
     ready = [e for e in all_engines if not e.unavailable]
     t0 = time.perf_counter()
     for r in range(args.repeat):
@@ -410,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         if not e.unavailable and e.errors and not e.runs:
             e.unavailable = "cannot run: " + "; ".join(e.errors.values())[:500]
     if all(k in {e.key for e in all_engines} for k in ("sqlite", "redis", "memory")):
-        table = report(all_engines, floor_us, args, started)
+        table = report(all_engines, (floor_us, redis_floor_us), args, started)
     else:
         table = report_subset(all_engines, started)
     print()

@@ -14,7 +14,8 @@ Baselines measured in the same invocation, for scale:
 
 * a bare ``ThreadPoolExecutor`` ``submit(...).result()`` round trip;
 * a minimal SQLite group-commit loop: 2 rows per "task" (Running, Success), committed in
-  transactions of 512 rows, WAL, ``synchronous=NORMAL``: what a durable engine cannot beat.
+  transactions of 512 rows, WAL, ``synchronous=NORMAL``: what a durable engine cannot beat;
+* with Redis, its own floor: 2 ``XADD`` entries per task sent in pipelines of 512.
 
 Redis: if no server answers at ``$STATECORE_BENCH_REDIS_URL`` (default
 ``redis://127.0.0.1:6379/14``) one is started (``--save '' --appendonly no``); each run
@@ -42,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from workloads import STORES, WORKLOADS, StoreFactory, ensure_redis  # noqa: E402
+from workloads import REDIS_URL, STORES, WORKLOADS, StoreFactory, ensure_redis  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -178,6 +179,36 @@ def baseline_sqlite_group_commit(n_tasks: int, repeat: int, group: int = 512) ->
     return statistics.median(samples)
 
 
+def baseline_redis_pipeline(n_tasks: int, repeat: int, group: int = 512) -> float:
+    """Median µs per task of the minimal Redis log: 2 ``XADD`` entries a task (explicit
+    ids, one payload field) to one stream, sent in pipelines of 512: what the Redis store
+    cannot beat. It writes under a key of its own, deleted after each run."""
+    import redis
+
+    payload = b"\x9a\x01\xa3inc\xc0\xa7Running\xa7Success\x01\xc0\x02\xc3\xc0"
+    key = f"statecore-bench-floor-{os.getpid()}"
+    client = redis.Redis.from_url(REDIS_URL)
+    samples = []
+    try:
+        for _ in range(repeat):
+            client.delete(key)
+            t0 = time.perf_counter()
+            pipe = client.pipeline(transaction=False)
+            seq = 0
+            for _task in range(n_tasks):
+                for _state in range(2):
+                    seq += 1
+                    pipe.execute_command("XADD", key, f"0-{seq}", "p", payload)
+                if len(pipe) >= group:
+                    pipe.execute()
+            pipe.execute()
+            samples.append((time.perf_counter() - t0) / n_tasks * 1e6)
+    finally:
+        client.delete(key)
+        client.close()
+    return statistics.median(samples)
+
+
 # -- the report ---------------------------------------------------------------------------
 
 
@@ -244,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     pool_us = baseline_thread_pool(5_000 if args.quick else 20_000, args.repeat)
     loop_us = baseline_sqlite_group_commit(10_000 if args.quick else 100_000, args.repeat)
     print(f"baseline: ThreadPoolExecutor submit+result round trip: {pool_us:.1f} µs")
+    if "redis" in stores:
+        redis_us = baseline_redis_pipeline(10_000 if args.quick else 50_000, args.repeat)
+        print(
+            f"baseline: minimal Redis log (2 XADD/task, pipelines of 512): {redis_us:.2f} µs/task"
+        )
     print(
         f"baseline: minimal SQLite group-commit loop (2 rows/task, 512 rows/txn): "
         f"{loop_us:.2f} µs/task"
