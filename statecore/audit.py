@@ -36,6 +36,8 @@ Exporting
       ``start_time``, ``run_count``, ``loop_count``, ``n_map_states``, cache fields).
     * ``log``: ``task``, ``index``, ``level``, ``message``.
     * ``note``: ``code`` (``code-changed``, ``rehydrate``, ...), ``message``, ``data``.
+    * an event that cannot be decoded (``statecore export`` keeps it): ``damaged`` (why)
+      and ``payload_hex`` (the stored bytes), instead of the body's fields.
 
     Values that JSON has (null, booleans, integers, finite floats, strings, lists, and
     dicts with string keys) are written as they are; anything else (tuples, sets,
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from statecore.errors import CorruptEvent
 from statecore.events import (
     LogRecord,
     Note,
@@ -186,11 +189,18 @@ def json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def export_records(events: Iterable[StoredEvent]) -> Iterator[dict[str, Any]]:
+def export_records(
+    events: Iterable[StoredEvent], *, keep_damaged: bool = False
+) -> Iterator[dict[str, Any]]:
     """One JSON-safe dict per event (the schema is in this module's docstring).
 
+    With ``keep_damaged``, an event that cannot be decoded is exported as it is stored
+    (``payload_hex``) with the reason in ``damaged``, and the events after it follow:
+    a damaged log never hides its readable part.
+
     Raises:
-        CorruptEvent: an event cannot be decoded (the message names its seq).
+        CorruptEvent: an event cannot be decoded (the message names its seq), unless
+            ``keep_damaged``.
     """
     for event in events:
         record: dict[str, Any] = {
@@ -202,7 +212,14 @@ def export_records(events: Iterable[StoredEvent]) -> Iterator[dict[str, Any]]:
             "kind": event.kind,
             "prev_hash": event.prev_hash.hex(),
         }
-        body = decode_body(event)
+        try:
+            body = decode_body(event)
+        except CorruptEvent as exc:
+            if not keep_damaged:
+                raise
+            record.update(damaged=str(exc), payload_hex=event.payload.hex())
+            yield record
+            continue
         if isinstance(body, StateChanged):
             record.update(
                 task=body.task,

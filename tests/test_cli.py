@@ -535,3 +535,31 @@ def test_cancel_stops_a_live_run(counter: Path, db: Path) -> None:
     states = [view.state_of(i).name for i in range(len(view.keys))]
     assert "Cancelled" in states and states.count("Success") < 4
     assert len(ran(counter)) < 4
+
+
+def test_a_damaged_log_shows_its_intact_part_and_names_the_first_bad_event(
+    counter: Path, db: Path
+) -> None:
+    """show, logs and timeline draw the run as of the event before the damage, export
+    writes every event (the damaged one as its stored bytes); each names the event and
+    exits 2, and the stored log is untouched."""
+    import sqlite3
+
+    assert invoke(db, "run", ref("ok"), "--run-id", "d").exit_code == 0
+    head = heads(db)["d"]
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE events SET payload = x'c1c1' WHERE run_id = 'd' AND seq = 7")
+    why = f"damaged at event 7 of {head}"
+    shown = invoke(db, "show", "d")
+    assert shown.exit_code == 2 and why in shown.output and "as of event 6" in shown.output
+    assert "Running" in shown.output or "Success" in shown.output  # the table was drawn
+    for args in (["logs", "d"], ["timeline", "d"]):
+        result = invoke(db, *args)
+        assert result.exit_code == 2 and why in result.output, args
+    exported = invoke(db, "export", "d")
+    assert exported.exit_code == 2 and "the first event 7" in exported.output
+    records = [json.loads(line) for line in exported.output.splitlines() if line.startswith("{")]
+    assert [r["seq"] for r in records] == list(range(1, head + 1))
+    assert records[6]["payload_hex"] == "c1c1" and "cannot be decoded" in records[6]["damaged"]
+    assert all("damaged" not in r for i, r in enumerate(records) if i != 6)
+    assert heads(db)["d"] == head

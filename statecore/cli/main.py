@@ -179,6 +179,30 @@ def _load_view(store: Store, run_id: str) -> RunView:
     return replay(store, run_id)
 
 
+def _load_intact(store: Store, run_id: str) -> tuple[RunView, str | None]:
+    """The run as far as its log is intact, and what is damaged (None: nothing).
+
+    A damaged log never hides its readable part: readers show the run as of the event
+    before the first one the fold refuses, name that event, and exit 2."""
+    if store.head(run_id) == 0:
+        _not_found(run_id, store)
+    from statecore.ui.model import load_view
+
+    view, damage = load_view(store, run_id, None)
+    if damage is None:
+        return view, None
+    bad = damage["first_bad_seq"]
+    return view, (
+        f"the log of run {run_id!r} is damaged at event {bad} of {store.head(run_id)} "
+        f"({damage['error']}); shown: the run as of event {bad - 1}"
+    )
+
+
+def _damaged(message: str) -> NoReturn:
+    click.echo(printable(f"Error: {message}"), err=True)
+    sys.exit(EXIT_USAGE)
+
+
 def _exit_for(state: State) -> int:
     if not state.is_finished():
         return EXIT_UNFINISHED
@@ -599,7 +623,7 @@ def _view_until(store: Store, run_id: str, at: str | None, seq: int | None) -> R
     if at is not None and seq is not None:
         raise CLIError("--at and --seq exclude each other: give one")
     if at is None and seq is None:
-        return _load_view(store, run_id)
+        raise AssertionError("the caller reads the whole run with _load_intact")
     when = _at_time(at) if at is not None else None
     head = store.head(run_id)
     if head == 0:
@@ -656,8 +680,12 @@ def show(
     early); the exit status is then that earlier state's.
     """
     console = _console()
+    damage: str | None = None
     with _store(store_url, run_id=run_id) as store:
-        view = _view_until(store, run_id, at, seq)
+        if at is None and seq is None:
+            view, damage = _load_intact(store, run_id)
+        else:
+            view = _view_until(store, run_id, at, seq)
         total = store.head(run_id)
         lease = store.get_lease(run_id) if at is None and seq is None else None
     state = view.flow_state
@@ -691,6 +719,8 @@ def show(
         console.print("")
         for line in failure_lines(view):
             console.print(line, soft_wrap=True)
+    if damage is not None:
+        _damaged(damage)
     sys.exit(_exit_for(state))
 
 
@@ -712,7 +742,7 @@ def show(
 def logs(run_id: str, notes: bool, errors: bool, store_url: str | None) -> None:
     """Print the log lines the run's tasks wrote through context['logger']."""
     with _store(store_url, run_id=run_id) as store:
-        view = _load_view(store, run_id)
+        view, damage = _load_intact(store, run_id)
     lines = log_lines(view, notes=notes)
     if not lines:
         click.echo(f"run {run_id}: no log lines", err=True)
@@ -722,6 +752,8 @@ def logs(run_id: str, notes: bool, errors: bool, store_url: str | None) -> None:
         click.echo(f"failures in run {printable(run_id)}:")
         for text in failure_lines(view):
             click.echo(text)
+    if damage is not None:
+        _damaged(damage)
 
 
 @cli.command()
@@ -747,13 +779,22 @@ def export(run_id: str, output: Path | None, store_url: str | None) -> None:
         events = store.read(run_id)
     if not events:
         _not_found(run_id, store)
-    lines = [json.dumps(r, ensure_ascii=False) for r in export_records(events)]
+    records = list(export_records(events, keep_damaged=True))
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
     text = "\n".join(lines) + "\n"
     if output is None:
         click.echo(text, nl=False)
     else:
         _write_atomically(output, text, "--output")
         click.echo(f"wrote {len(lines)} events to {output}", err=True)
+    damaged = [r for r in records if "damaged" in r]
+    if damaged:
+        first = damaged[0]
+        _damaged(
+            f"the log of run {run_id!r} has {len(damaged)} damaged event(s), the first "
+            f"event {first['seq']} ({first['damaged']}); each is exported with its stored "
+            "bytes (payload_hex)"
+        )
 
 
 @cli.command()

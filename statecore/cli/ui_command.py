@@ -19,7 +19,8 @@ from statecore.cli.errors import CLIError, translate_errors
 from statecore.cli.main import (
     _check_output,
     _console,
-    _load_view,
+    _damaged,
+    _load_intact,
     _store,
     _store_option,
     _write_atomically,
@@ -82,16 +83,20 @@ def timeline(
     if html_out is not None:
         _check_output(html_out, "--html")
     with _store(store_url, run_id=run_id) as store:
-        view = _load_view(store, run_id)
+        view, damage = _load_intact(store, run_id)
     if html_out is not None:
         _write_atomically(html_out, embedded_page(view), "--html")
         click.echo(f"wrote {html_out}")
-        return
-    cols = width or (shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100)
-    console = _console()
-    console.width = max(cols, 40)
-    for line in fitted_gantt(view, width=cols, children=children):
-        console.print(line, overflow="crop", no_wrap=True)
+    else:
+        cols = width or (
+            shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+        )
+        console = _console()
+        console.width = max(cols, 40)
+        for line in fitted_gantt(view, width=cols, children=children):
+            console.print(line, overflow="crop", no_wrap=True)
+    if damage is not None:
+        _damaged(damage)
 
 
 @click.command()
