@@ -29,7 +29,7 @@ from hashlib import blake2b as _blake2b
 from typing import Any, Final, cast
 
 from statecore.errors import CorruptEvent, SchemaVersionError
-from statecore.serialization import packb, unpackb
+from statecore.serialization import packb, take_opened, unpackb
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -222,12 +222,14 @@ def decode_payload(run_id: str, seq: int, kind: str, payload: bytes) -> Body:
         SchemaVersionError: the event was written by a newer statecore.
         CorruptEvent: the payload cannot be decoded; names the run and sequence number.
     """
+    take_opened()
     try:
         items = unpackb(payload)
     except Exception as exc:
         raise CorruptEvent(
             f"run {run_id!r}, event {seq}: payload cannot be decoded ({_brief(exc)})"
         ) from None
+    opened = take_opened()
     if type(items) is not list or not items:
         raise CorruptEvent(f"run {run_id!r}, event {seq}: payload is not an event body")
     version = items[0]
@@ -243,6 +245,8 @@ def decode_payload(run_id: str, seq: int, kind: str, payload: bytes) -> Body:
     problem = _check(items, shape)
     if problem is not None:
         raise CorruptEvent(f"run {run_id!r}, event {seq}: malformed {kind!r} payload ({problem})")
+    if opened:
+        _check_sealed(run_id, seq, items if kind == KIND_STATE else None, opened)
     if kind == KIND_STATE:
         _, task, index, prev, new, attempt, message, result, stored, extra = items
         return StateChanged(task, index, prev, new, attempt, message, result, stored, extra)
@@ -300,6 +304,25 @@ def _check(items: list[Any], shape: tuple[tuple[type, ...], ...]) -> str | None:
         if type(n) is not int or not 0 <= n <= MAX_MAP_STATES:
             return f"n_map_states {_brief(n)} is not a count from 0 to {MAX_MAP_STATES:,}"
     return None
+
+
+def _check_sealed(
+    run_id: str, seq: int, items: list[Any] | None, opened: list[tuple[Any, ...]]
+) -> None:
+    """Each decrypted value must have been sealed for the event it sits in: its result
+    for ``(run, task, index, attempt, state)``, a Cached state's inputs for the same
+    plus ``"cached_inputs"``. A sealed value moved to another event decrypts (its origin
+    is authenticated, not its place): this is where the move is caught."""
+    if items is not None:
+        _, task, index, _, new, attempt = items[:6]
+        mine = (run_id, task, index, attempt, new)
+        if all(o == mine or o == (*mine, "cached_inputs") for o in opened):
+            return
+    where = next(o for o in opened if items is None or o[:5] != mine)
+    raise CorruptEvent(
+        f"run {run_id!r}, event {seq}: holds a sealed value written for "
+        f"{_brief(list(where))}, not for this event (moved from another event?)"
+    )
 
 
 def _check_graph(graph: dict[Any, Any]) -> str | None:

@@ -29,7 +29,7 @@ from statecore.events import (
     StoredEvent,
     decode_payload,
 )
-from statecore.serialization import unpackb
+from statecore.serialization import take_opened, unpackb
 from statecore.states import (
     NOT_PERSISTED,
     STATE_CLASSES,
@@ -85,10 +85,15 @@ def _decode_chunk(chunk: list[EventRow]) -> list[Any]:
     decode, whose row the fold then reports as corrupt."""
     n = len(chunk)
     stream = b"\xdd" + (2 * n - 1).to_bytes(4, "big") + _SEPARATOR.join(map(_PAYLOAD, chunk))
+    take_opened()
     try:
         decoded: list[Any] = unpackb(stream)
     except Exception:
         decoded = []  # some payload is bad: decode row by row to find it
+    if take_opened():
+        # sealed values were decrypted: each must name the event it sits in, which
+        # decode_payload checks row by row (only an encrypted log pays for it)
+        return [None] * n
     if decoded[1::2].count(_MARK) == n - 1 and len(decoded) == 2 * n - 1:
         return decoded[::2]
     return [_decode_or_none(row[3]) for row in chunk]

@@ -56,6 +56,7 @@ import contextlib
 import functools
 import pickle
 import struct
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -578,6 +579,27 @@ def register_sealed(
     """
     _register_builtin([cls], SEALED_CODE, encode, decode, raw=True)
     _handlers.clear()
+
+
+#: the origins of the sealed values opened on this thread since the last
+#: :func:`take_opened` (the decryptor notes each; readers check them against the event
+#: the value sits in, which only they know)
+_opened = threading.local()
+
+
+def note_opened(origin: tuple[Any, ...]) -> None:
+    """Note that a sealed value written for ``origin`` was decrypted on this thread."""
+    found: list[tuple[Any, ...]] | None = getattr(_opened, "origins", None)
+    if found is None:
+        _opened.origins = found = []
+    found.append(origin)
+
+
+def take_opened() -> list[tuple[Any, ...]]:
+    """The origins noted since the last call, in decoding order (the list is reset)."""
+    found: list[tuple[Any, ...]] | None = getattr(_opened, "origins", None)
+    _opened.origins = None
+    return found or []
 
 
 def unregister_serializer(cls: type) -> None:

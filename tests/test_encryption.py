@@ -20,8 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from statecore import Flow, task
+from statecore.audit import export_records
 from statecore.backends import SQLiteStore, Store
 from statecore.cli.main import cli
+from statecore.errors import CorruptEvent
 from statecore.runners import LocalRunner, replay, resume
 from statecore.runners.encryption import (
     ENV_KEY,
@@ -243,11 +245,6 @@ def _raw_items(payload: bytes) -> list[Any]:
     return items  # extension values stay msgpack.ExtType: nothing is decrypted
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a hook in statecore/fold.py (H2): a sealed value decrypts with the origin "
-    "it names, and only the fold knows the event it sits in; see .notes/h3.md",
-)
 def test_a_sealed_result_moved_to_another_event_is_refused(
     key: str, sqlite: tuple[Path, Store]
 ) -> None:
@@ -277,9 +274,12 @@ def test_a_sealed_result_moved_to_another_event_is_refused(
         db.commit()
     finally:
         db.close()
-    view = replay(store, run_id)
-    moved = view.task_states["consume-1"].result
-    assert isinstance(moved, Encrypted) or view.problems, moved
+    # the moved value decrypts (its origin is authenticated), but it names produce's
+    # event: every reader refuses the event it now sits in
+    with pytest.raises(CorruptEvent, match=rf"event {seq}: holds a sealed value written for"):
+        replay(store, run_id)
+    with pytest.raises(CorruptEvent, match="written for"):
+        list(export_records(store.read(run_id)))
 
 
 def test_cached_results_are_encrypted_in_the_result_cache(

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statecore.errors import StatecoreError
-from statecore.serialization import SEALED_CODE, packb, register_sealed, unpackb
+from statecore.serialization import SEALED_CODE, note_opened, packb, register_sealed, unpackb
 
 __all__ = [
     "CODE",
@@ -206,6 +206,8 @@ def unseal(blob: bytes, key: bytes | None) -> Any:
         plain = _aead(key).decrypt(nonce, body, ad)
     except InvalidTag:
         return Encrypted(blob, where, "its bytes were altered (the authentication tag fails)")
+    # the origin is authenticated now; the reader checks it names the event it sits in
+    note_opened(where)
     return unpackb(plain)
 
 

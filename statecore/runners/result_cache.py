@@ -15,7 +15,7 @@ from statecore.backends.base import Store
 from statecore.errors import SerializationError
 from statecore.graph import Graph
 from statecore.runners.encryption import current_key, find_encrypted, seal
-from statecore.serialization import packb, unpackb
+from statecore.serialization import packb, take_opened, unpackb
 from statecore.states import Cached
 
 __all__ = ["ResultCache"]
@@ -50,11 +50,15 @@ class ResultCache:
             if node.cache_for_ns is None:
                 continue
             found: list[Cached] = []
+            mine = ("cache", self.key(node.index))
             for entry in self.store.cache_get(self.key(node.index), now=now):
+                take_opened()
                 try:
                     message, result, inputs, params, expires = unpackb(entry.payload)
                 except Exception:
                     continue  # an entry this statecore cannot read is no candidate
+                if any(origin != mine for origin in take_opened()):
+                    continue  # sealed for another task's entries: moved, no candidate
                 if find_encrypted([result, inputs, params]) is not None:
                     continue  # sealed with a key this process does not have
                 found.append(Cached(message, result, inputs, params, expires))
