@@ -160,6 +160,7 @@ _TASK_RUN_SLOTS = (
 )
 _new = object.__new__
 _ENDS = frozenset(cls for cls in STATE_CLASSES.values() if issubclass(cls, Finished)) - {Looped}
+_END_NAMES = frozenset(cls.__name__ for cls in _ENDS)
 
 
 class RunView:
@@ -201,6 +202,10 @@ class RunView:
         #: keep timeline entries as events are folded (fold() and the live runner do not:
         #: a folded view derives its timeline when asked, reading its events again)
         self.track = True
+        #: with ``track``, keep the mapped children's entries too (False: only the
+        #: tasks' and the flow's, for a page that draws children on demand; such a view's
+        #: :meth:`timeline` still gives every entry, read again)
+        self.track_children = True
         #: a replayed view's way to read its events again, for timeline()
         self._source: Callable[[], Iterable[EventRow]] | None = None
         self._folding = False
@@ -311,7 +316,7 @@ class RunView:
             run.loop_result = state.result
         elif kind is Pending and old in ("Running", "Looped"):
             run.interrupted = True
-        if self.track:
+        if self.track and (index is None or self.track_children):
             self._entries.append((seq, ts, node, index, old, new, attempt, state.message, extra))
 
     def _label(self, node: int, index: int | None) -> str:
@@ -377,7 +382,10 @@ class RunView:
         state_kind = KIND_STATE
         version = SCHEMA_VERSION
         # without a timeline to keep, the two commonest changes take a short cut below
+        # (a mapped child's too when only the tasks' entries are kept)
         short_cut = not self.track
+        child_short_cut = short_cut or not self.track_children
+        ended_names = _END_NAMES
         shared: dict[Any, State] = {}
         held: list[TaskRun] = []  # the TaskRuns given a shared state, for _end_fold
         last_message: str | None = None  # the last shared Running's message, and it
@@ -437,7 +445,7 @@ class RunView:
                     fresh = True
                     if (
                         cls is running
-                        and short_cut
+                        and (short_cut if index is None else child_short_cut)
                         and stored
                         and result is None
                         and type(message) is str
@@ -488,7 +496,7 @@ class RunView:
                             # the child's first event: until now it was Pending, not run
                             if (
                                 cls is running
-                                and short_cut
+                                and child_short_cut
                                 and prev == "Pending"
                                 and new in from_pending
                             ):
@@ -512,7 +520,7 @@ class RunView:
                     # property tests check fold == run), saving its call; all else goes
                     # there.
                     if (
-                        short_cut
+                        (short_cut if index is None else child_short_cut)
                         and prev == (old := type(run.state).__name__)
                         and new in table.get(old, ())
                     ):
@@ -525,7 +533,7 @@ class RunView:
                             run.interrupted = False
                             head = seq
                             continue
-                        if index is not None and cls in ends:
+                        if index is not None and cls in ends and old not in ended_names:
                             run.state = state
                             run.ended = ts
                             unfinished[node] -= 1
@@ -598,7 +606,7 @@ class RunView:
 
     def timeline(self) -> list[TimelineEntry]:
         """Every state change in log order (data, not drawing)."""
-        if not self.track and self._source is not None:
+        if (not self.track or not self.track_children) and self._source is not None:
             # a replayed view: fold its events again, this time keeping the timeline
             shadow = RunView(self.run_id)
             shadow.apply_rows(islice(self._source(), self.head))
@@ -608,6 +616,25 @@ class RunView:
                     f"{self.head} when it was replayed (pruned since?)"
                 )
             return shadow.timeline()
+        keys = self.keys
+        return [
+            TimelineEntry(
+                seq,
+                ts,
+                None if n is None else keys[n],
+                i,
+                old,
+                new,
+                attempt,
+                message,
+                *_measured(extra),
+            )
+            for seq, ts, n, i, old, new, attempt, message, extra in self._entries
+        ]
+
+    def kept_timeline(self) -> list[TimelineEntry]:
+        """The entries this view kept while folding (with ``track_children`` False, the
+        tasks' and the flow's only), without reading the log again."""
         keys = self.keys
         return [
             TimelineEntry(
@@ -728,19 +755,27 @@ def fold(events: Iterable[StoredEvent], *, run_id: str | None = None) -> RunView
 
 
 def fold_rows(
-    rows: Iterable[EventRow], *, run_id: str, again: Callable[[], Iterable[EventRow]]
+    rows: Iterable[EventRow],
+    *,
+    run_id: str,
+    again: Callable[[], Iterable[EventRow]],
+    task_timeline: bool = False,
 ) -> RunView:
     """Fold ``(seq, kind, ts, payload)`` rows into a :class:`RunView`, keeping none of
     them: replay from a store, whose rows are its cheapest read (``Store.scan``).
 
     ``again`` reads the rows anew; :meth:`RunView.timeline` uses it, since the view keeps
-    no events. The view's :attr:`~RunView.last_event` is left for the caller to set.
+    no events (``task_timeline`` keeps the tasks' entries: :meth:`RunView.kept_timeline`).
+    The view's :attr:`~RunView.last_event` is left for the caller to set.
 
     Raises:
         CorruptEvent: an undecodable event, a gap, or an event naming an unknown task.
     """
     view = RunView(run_id)
-    view.track = False
+    # task_timeline: keep the tasks' and the flow's entries (not the children's) as the
+    # rows go by, for a page that draws mapped children on demand
+    view.track = task_timeline
+    view.track_children = False
     view.apply_rows(rows)
     view._source = again
     view.settle_flow_result()

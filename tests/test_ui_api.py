@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -265,3 +266,41 @@ def test_another_interface_needs_the_token(tmp_path: Path) -> None:
         assert status == 200 and body["runs"]
         assert f"token={server.token}" in server.url
     store.close()
+
+
+def test_a_big_map_s_children_come_on_demand_and_complete_the_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past LAZY_CHILDREN mapped children, the document holds the tasks' attempts only
+    (one fold that keeps them) and /children gives a map's children's attempts: together
+    they are the document a small run gets whole, row for row."""
+    import statecore.ui.model as model
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    fill(store)
+    with serving(store) as server:
+        _, whole, _ = get(server, "/api/runs/mixed")
+    monkeypatch.setattr(model, "LAZY_CHILDREN", 2)
+    with serving(store) as server:
+        status, doc, _ = get(server, "/api/runs/mixed")
+        assert status == 200
+        halve = next(i for i, t in enumerate(doc["tasks"]) if t["key"] == "halve-1")
+        assert doc["tasks"][halve]["children_lazy"] is True
+        assert not [a for a in doc["attempts"] if a[1] >= 0]  # no child's attempt
+        status, kids, _ = get(server, "/api/runs/mixed/children?key=halve-1")
+        assert status == 200 and kids["key"] == "halve-1"
+        status, missing, _ = get(server, "/api/runs/mixed/children?key=nope")
+        assert status == 404 and "nope" in missing["error"]
+        status, bad, _ = get(server, "/api/runs/mixed/children")
+        assert status == 400 and "key=" in bad["error"]
+    store.close()
+
+    def named(d: dict[str, Any], rows: list[list[Any]], by_code: bool) -> list[tuple[Any, ...]]:
+        return sorted(
+            (r[0], r[1], r[2], r[3], r[4], d["states"][r[5]] if by_code else r[5], r[6])
+            for r in rows
+        )
+
+    merged = named(doc, doc["attempts"], True) + named(doc, kids["attempts"], False)
+    assert sorted(merged) == named(whole, whole["attempts"], True)
+    assert all(not t["children_lazy"] for t in whole["tasks"])

@@ -37,7 +37,7 @@ def embedded_page(view: RunView) -> str:
     from statecore.ui.model import run_document
     from statecore.ui.server import static_text
 
-    doc = run_document(view)
+    doc = run_document(view, lazy=False)  # a file has no server to ask for children
     doc["log_head"] = view.head
     data = json.dumps(doc, separators=(",", ":"), default=repr)
     # inside <script>, only "</" could end the element early (and "<!--" confuse it)

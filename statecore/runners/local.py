@@ -156,6 +156,21 @@ def replay(store: Store | str | None, run_id: str, until: int | datetime | None 
         CorruptEvent: the log cannot be decoded.
         ValueError: ``until`` is not a positive sequence number or an aware datetime.
     """
+    return _replay(store, run_id, until, task_timeline=False)
+
+
+def replay_with_task_timeline(
+    store: Store | str | None, run_id: str, until: int | datetime | None = None
+) -> RunView:
+    """:func:`replay`, keeping the tasks' and the flow's timeline entries as it folds
+    (:meth:`RunView.kept_timeline`; the mapped children's are read again on demand by
+    :meth:`RunView.timeline`): the ui's run page draws a 100,000-child map from it."""
+    return _replay(store, run_id, until, task_timeline=True)
+
+
+def _replay(
+    store: Store | str | None, run_id: str, until: int | datetime | None, *, task_timeline: bool
+) -> RunView:
     check_run_id(run_id)
     s = _open(store)
     cut = _until(until)
@@ -166,7 +181,7 @@ def replay(store: Store | str | None, run_id: str, until: int | datetime | None 
 
     with collector_paused():
         # rows, not events: replay needs no hash or epoch until the last event
-        view = fold_rows(rows(), run_id=run_id, again=rows)
+        view = fold_rows(rows(), run_id=run_id, again=rows, task_timeline=task_timeline)
     if view.head == 0:
         if until is not None and s.head(run_id) > 0:
             raise RunNotFound(f"run {run_id!r} has no event at or before {until!r}")

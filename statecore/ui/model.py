@@ -20,11 +20,13 @@ from statecore.backends.base import RunMeta, Store
 from statecore.errors import CorruptEvent, RunNotFound
 from statecore.events import RunStarted, decode_body
 from statecore.fold import RunView, TimelineEntry
-from statecore.runners.local import replay
+from statecore.runners.local import replay, replay_with_task_timeline
 from statecore.sessions import sessions
 
 __all__ = [
     "ATTEMPT_FIELDS",
+    "LAZY_CHILDREN",
+    "children_attempts",
     "history",
     "run_document",
     "run_row",
@@ -132,14 +134,14 @@ def load_view(
         RunNotFound: no such run, or nothing intact before the damage.
     """
     try:
-        return replay(store, run_id, until=until), None
+        return replay_with_task_timeline(store, run_id, until=until), None
     except CorruptEvent as exc:
         head = store.head(run_id) if until is None else min(until, store.head(run_id))
         bad = _first_bad_seq(store, run_id, head)
         damage = {"first_bad_seq": bad, "error": str(exc)}
         if bad <= 1:
             raise RunNotFound(f"run {run_id!r}: its first event is damaged ({exc})") from exc
-        return replay(store, run_id, until=bad - 1), damage
+        return replay_with_task_timeline(store, run_id, until=bad - 1), damage
 
 
 class _LastTimeline:
@@ -181,8 +183,69 @@ def _state_code(codes: dict[str, int], names: list[str], state: str) -> int:
     return code
 
 
-def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything the run page draws, as JSON-able data."""
+#: a run with more mapped children than this sends its children's attempts on demand
+#: (``children_attempts``), not in its document: a 100,000-child map's page then draws
+#: from one fold with the tasks' entries, the children's bars come when a map is opened
+LAZY_CHILDREN = 5_000
+
+
+def _attempt_rows(
+    bars: list[AttemptBar],
+    order: dict[str, int],
+    base: int,
+    codes: dict[str, int],
+    state_names: list[str],
+) -> list[list[Any]]:
+    return [
+        [
+            order.get(bar.task, -1),
+            -1 if bar.index is None else bar.index,
+            bar.number,
+            bar.start - base,
+            None if bar.end is None else bar.end - base,
+            _state_code(codes, state_names, bar.state),
+            bar.message,
+            bar.measured,
+        ]
+        for bar in bars
+    ]
+
+
+def children_attempts(view: RunView, key: str) -> dict[str, Any]:
+    """The attempt rows of one mapped task's children (for a document that left them
+    out), with state *names* in the state field: the page maps them to its codes.
+
+    Raises:
+        KeyError: no such task in the run.
+    """
+    if key not in view.by_key:
+        raise KeyError(f"run {view.run_id!r} has no task {key!r}")
+    order = {k: i for i, k in enumerate(view.keys)}
+    _, bars = _last.get(view)
+    names: list[str] = []
+    rows = _attempt_rows(
+        [b for b in bars if b.task == key and b.index is not None],
+        order,
+        view.started or 0,
+        {},
+        names,
+    )
+    for row in rows:
+        row[5] = names[row[5]]
+    return {"key": key, "attempts": rows}
+
+
+def run_document(
+    view: RunView, damage: dict[str, Any] | None = None, *, lazy: bool | None = None
+) -> dict[str, Any]:
+    """Everything the run page draws, as JSON-able data.
+
+    ``lazy`` (default: more than :data:`LAZY_CHILDREN` mapped children and a view that
+    kept its tasks' timeline) leaves the children's attempts out; each mapped task says
+    so in ``children_lazy`` and the page asks :func:`children_attempts` when it opens.
+    """
+    if lazy is None:
+        lazy = view.track and sum(map(len, view.children.values())) > LAZY_CHILDREN
     tasks_meta = view.graph.get("tasks", [])
     names = {t["key"]: t.get("name", t["key"]) for t in tasks_meta}
     order = {k: i for i, k in enumerate(view.keys)}
@@ -205,28 +268,21 @@ def run_document(view: RunView, damage: dict[str, Any] | None = None) -> dict[st
                 "children": len(kids),
                 "child_states": counts,
                 "child_state": [_state_code(codes, state_names, k.state.name) for k in kids],
+                "children_lazy": lazy and bool(kids),
             }
         )
     # attempt times go as ns after the run's start: whole UTC ns (1.7e18) lose their last
     # digits in a JavaScript number, offsets keep every nanosecond for 104 days
     base = view.started or 0
-    # one timeline for the bars and the event list: a replayed view folds its log again
-    # for each call
-    entries, bars = _last.get(view)
-    attempts: list[list[Any]] = []
-    for bar in bars:
-        attempts.append(
-            [
-                order.get(bar.task, -1),
-                -1 if bar.index is None else bar.index,
-                bar.number,
-                bar.start - base,
-                None if bar.end is None else bar.end - base,
-                _state_code(codes, state_names, bar.state),
-                bar.message,
-                bar.measured,
-            ]
-        )
+    if lazy:
+        # the tasks' and the flow's entries, kept by the one fold (children on demand)
+        entries = view.kept_timeline()
+        bars = bars_of(entries)
+    else:
+        # one timeline for the bars and the event list: a replayed view folds its log
+        # again for each call
+        entries, bars = _last.get(view)
+    attempts = _attempt_rows(bars, order, base, codes, state_names)
     edges = [
         [e[0], e[1]] if isinstance(e, list | tuple) else e for e in view.graph.get("edges", [])
     ]
@@ -301,7 +357,11 @@ def task_details(view: RunView, key: str, index: int | None) -> dict[str, Any]:
             raise KeyError(f"task {key!r} has no mapped child {index}")
         run = kids[index]
     state = run.state
-    timeline, all_bars = _last.get(view)
+    if index is None and view.track:
+        timeline = view.kept_timeline()  # a task's own entries, kept by the fold
+        all_bars = bars_of(timeline)
+    else:
+        timeline, all_bars = _last.get(view)
     entries = [e for e in timeline if e.task == key and e.index == index]
     bars = [b for b in all_bars if b.task == key and b.index == index]
     name = next((t.get("name", key) for t in view.graph.get("tasks", []) if t["key"] == key), key)

@@ -7,6 +7,8 @@ Routes (all JSON but ``/`` and ``/static/...``):
 * ``GET /api/runs/<id>?until=SEQ``: the run's document (as of event SEQ).
 * ``GET /api/runs/<id>/head``: the log's head and the flow's state, for live polling.
 * ``GET /api/runs/<id>/task?key=K&index=I&until=SEQ``: one task's details.
+* ``GET /api/runs/<id>/children?key=K&until=SEQ``: a mapped task's children's attempts,
+  for a document that left them out (``children_lazy``).
 * ``POST /api/runs/<id>/cancel``: :meth:`Store.request_cancel`, as ``statecore cancel``.
 
 Errors are JSON ``{"error": ...}`` with a 4xx status; nothing is ever answered with a
@@ -31,7 +33,14 @@ from statecore.backends.base import Store
 from statecore.cli.times import parse_time
 from statecore.errors import CorruptEvent, InvalidRunId, RunNotFound, StatecoreError
 from statecore.fold import RunView
-from statecore.ui.model import history, load_view, run_document, runs_page, task_details
+from statecore.ui.model import (
+    children_attempts,
+    history,
+    load_view,
+    run_document,
+    runs_page,
+    task_details,
+)
 
 __all__ = ["UIServer", "make_server"]
 
@@ -232,6 +241,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RunNotFound(f"no run {seg[2]!r} in store {store.url}")
             meta = store.get_run(seg[2])
             self._json(200, {"head": head, "state": meta.state if meta else None})
+        elif len(seg) == 4 and seg[1] == "runs" and seg[3] == "children":
+            key = _text(params, "key")
+            if key is None:
+                raise _BadRequest(400, "key= is required")
+            view, _ = self.server.views.get(_run_id(seg[2]), _until(params))
+            self._json(200, children_attempts(view, key))
         elif len(seg) == 4 and seg[1] == "runs" and seg[3] == "task":
             key = _text(params, "key")
             if key is None:

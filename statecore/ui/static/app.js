@@ -156,7 +156,7 @@
         (byTask[ti] || []).some(function (i) { return doc.states[doc.attempts[i][5]] === st.state; });
       if (!ok) return;
       rows.push({task: ti, index: -1, bars: byTask[ti] || []});
-      if (t.children && st.open[ti]) {
+      if (t.children && st.open[ti] && !t.children_lazy) {
         var kb = kids[ti] || {};
         for (var c = 0; c < t.children; c++) {
           var cs = doc.states[t.child_state[c]];
@@ -230,7 +230,7 @@
       el('button', {id: 'zoom-in', text: '+', onclick: function () { zoom(0.5); }}),
       el('button', {id: 'zoom-out', text: '−', onclick: function () { zoom(2); }}),
       el('button', {id: 'zoom-reset', text: 'fit', onclick: function () { st.v0 = t0; st.v1 = t1; paint(); }}),
-      el('button', {id: 'expand-all', text: 'expand maps', onclick: function () { doc.tasks.forEach(function (t, i) { if (t.children) st.open[i] = true; }); redraw(); }}),
+      el('button', {id: 'expand-all', text: 'expand maps', onclick: function () { doc.tasks.forEach(function (t, i) { if (t.children) { st.open[i] = true; children(i); } }); redraw(); }}),
       el('button', {id: 'collapse-all', text: 'collapse maps', onclick: function () { st.open = {}; redraw(); }})]));
 
     var sessions = el('div', {cls: 'sessions', id: 'sessions', title: 'driver sessions'});
@@ -297,7 +297,7 @@
         label.appendChild(el('span', {cls: 'counts', text: Object.keys(t.child_states).map(function (s) { return t.child_states[s] + ' ' + s; }).join(' · ')}));
       }
       label.addEventListener('click', function () {
-        if (!child && t.children) { st.open[row.task] = !st.open[row.task]; redraw(); }
+        if (!child && t.children) { st.open[row.task] = !st.open[row.task]; if (st.open[row.task]) children(row.task); redraw(); }
         select(row);
       });
       d.appendChild(label);
@@ -372,6 +372,24 @@
       var w = Math.max(gantt.clientWidth - LABEL, 50), dx = (ev.clientX - drag.x) / w * (drag.v1 - drag.v0);
       st.v0 = drag.v0 - dx; st.v1 = drag.v1 - dx; paint();
     });
+    // a big map's children's attempts are not in the document: asked for when it opens
+    function children(ti) {
+      var t = doc.tasks[ti];
+      if (!t.children_lazy || embedded || t.loading) return;
+      t.loading = true;
+      var path = 'api/runs/' + encodeURIComponent(doc.run_id) + '/children?' + q({key: t.key, until: until || ''});
+      api(path).then(function (r) {
+        r.attempts.forEach(function (a) {
+          var code = doc.states.indexOf(a[5]);
+          if (code < 0) { code = doc.states.length; doc.states.push(a[5]); }
+          a[0] = ti; a[5] = code; doc.attempts.push(a);
+        });
+        t.children_lazy = false;
+        document.body.setAttribute('data-attempt-count', String(doc.attempts.length));
+        redraw();
+      }).catch(function (e) { t.loading = false; details.textContent = e.message; });
+    }
+    Object.keys(st.open).forEach(function (i) { if (st.open[i] && doc.tasks[i]) children(+i); });
     redraw();
     document.body.setAttribute('data-ready', 'run');
     if (!embedded && !until && !doc.finished) live(doc);
