@@ -106,8 +106,12 @@ def assert_same_fields(label: str, a: Any, b: Any) -> None:
 
 
 def assert_views_agree(live: RunView, folded: RunView) -> None:
-    """Every field of every TaskRun and of its State agrees between two views."""
+    """Every field of every TaskRun and of its State agrees between two views, and the
+    run's own fields (the live view folds its first event from the body it wrote)."""
     assert live.keys == folded.keys
+    assert live.graph == folded.graph and live.flow_name == folded.flow_name
+    assert live.parameters == folded.parameters and live.parent_run == folded.parent_run
+    assert live.started == folded.started and live.head == folded.head
     assert sorted(live.children) == sorted(folded.children)
     pairs = list(zip(live.runs, folded.runs, strict=True))
     for node, kids in live.children.items():

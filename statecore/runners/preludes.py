@@ -18,6 +18,7 @@ from statecore.events import RunStarted
 from statecore.fold import RunView
 from statecore.runners.leases import now_ns
 from statecore.runners.recorder import Recorder
+from statecore.serialization import packb, unpackb
 from statecore.sessions import LostSession
 from statecore.states import Pending, Running
 
@@ -28,7 +29,19 @@ def begin(record: Recorder, start: RunStarted, seeded: Sequence[SetState]) -> No
     """Write a new run's first events: ``start`` (already scrubbed), the flow's Running,
     and the seeded task states."""
     ts = now_ns()
-    record.view.apply(record.journal.add(start, ts))
+    event = record.journal.add(start, ts)
+    # folded from the body just encoded, not decoded back from its bytes (a 1,000-task
+    # graph costs ~7 µs a task of a chain to decode); the parameters are read back from
+    # their own encoding, so the view holds what a replay reads, a copy no body changes
+    view = record.view
+    view.start(
+        RunStarted(
+            start.flow_name, start.graph, unpackb(packb(start.parameters)), start.parent_run
+        ),
+        ts,
+    )
+    view.head = event.seq
+    view.last_event = event
     record.flow(Running("Running flow."), ts)
     record.carry_out(seeded)
 
