@@ -2,7 +2,7 @@
 schedules/* and tasks/test_control_flow.py: (node-id regex, reason), first match decides.
 
 A rule names a real difference, decided from the test's id and never from its outcome;
-each difference a user could meet is also pinned by tests/test_prefect1_differences*.py.
+each difference a user could meet is also pinned by tests/compat/test_prefect1_differences*.py.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def build_state(
 def make_plain(cls: type[State], message: str | None, result: Any) -> State:
     """``cls(message, result)`` for a class of :data:`PLAIN`, made without the class call
     (a third cheaper in CPython 3.11; the fold makes one per event). Sound while those
-    classes keep the slots and ``__init__`` of :class:`State` (tests/test_fold.py checks)."""
+    classes keep the slots and ``__init__`` of :class:`State` (tests/core/test_fold.py checks)."""
     state = _new(cls)
     state.message = message
     state.result = result

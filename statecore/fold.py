@@ -147,7 +147,7 @@ def state_from_change(change: StateChanged) -> State:
 
 # The replay loop makes a mapped child's TaskRun by setting its slots itself (a class call
 # costs a third more in CPython 3.11; plain States likewise, in codec.make_plain). That is
-# only sound while the slots and __init__ are the ones below (tests/test_fold.py checks).
+# only sound while the slots and __init__ are the ones below (tests/core/test_fold.py checks).
 _STATE_SLOTS = ("message", "result", "run_id")
 _TASK_RUN_SLOTS = (
     "attempt",

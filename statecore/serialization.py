@@ -53,10 +53,10 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import contextvars
 import functools
 import pickle
 import struct
-import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -581,25 +581,30 @@ def register_sealed(
     _handlers.clear()
 
 
-#: the origins of the sealed values opened on this thread since the last
-#: :func:`take_opened` (the decryptor notes each; readers check them against the event
-#: the value sits in, which only they know)
-_opened = threading.local()
+#: the origins of the sealed values opened in this context (each thread has its own)
+#: since the last :func:`take_opened`: the decryptor notes each, and readers check them
+#: against the event the value sits in, which only they know
+_opened: contextvars.ContextVar[list[tuple[Any, ...]] | None] = contextvars.ContextVar(
+    "statecore_opened_sealed", default=None
+)
 
 
 def note_opened(origin: tuple[Any, ...]) -> None:
-    """Note that a sealed value written for ``origin`` was decrypted on this thread."""
-    found: list[tuple[Any, ...]] | None = getattr(_opened, "origins", None)
+    """Note that a sealed value written for ``origin`` was decrypted here."""
+    found = _opened.get()
     if found is None:
-        _opened.origins = found = []
+        found = []
+        _opened.set(found)
     found.append(origin)
 
 
 def take_opened() -> list[tuple[Any, ...]]:
     """The origins noted since the last call, in decoding order (the list is reset)."""
-    found: list[tuple[Any, ...]] | None = getattr(_opened, "origins", None)
-    _opened.origins = None
-    return found or []
+    found = _opened.get()
+    if found is None:
+        return []
+    _opened.set(None)
+    return found
 
 
 def unregister_serializer(cls: type) -> None:

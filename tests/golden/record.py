@@ -1,7 +1,7 @@
 """Record the golden logs: ``python -m tests.golden.record`` from the repository root.
 
 Each golden file holds one run's log exactly as a store returned it (every envelope field,
-payloads in base64) and the fold of that log when it was recorded. ``tests/test_golden.py``
+payloads in base64) and the fold of that log when it was recorded. ``tests/core/test_golden.py``
 folds the stored log again and compares: a change to the fold or the codec that alters
 the meaning of an old log fails there. Re-record only for a deliberate change of meaning,
 and say so in the commit.
