@@ -118,7 +118,7 @@ class Dispatcher:
         assert self.executor is not None
         journal = self.record.journal
         if timeout is None:
-            timeout = self.options.group_delay if journal.buffer else 0.5
+            timeout = journal.until_due() if journal.buffer else 0.5
         done = self.executor.completed(timeout)
         if not done:
             self.record.flush_logs()
@@ -138,6 +138,9 @@ class Dispatcher:
                 outcome[0].owner = rt
                 raise outcome[0]
             self.settle(rt, outcome)
+        if journal.due():
+            self.record.flush_logs()
+            journal.flush()
 
     def interrupted(self, exc: BaseException) -> None:
         """Log every outcome that exists, then every attempt still open as interrupted."""

@@ -1,14 +1,19 @@
 """The journal: the runner's side of the log, with group commit and the hash chain.
 
 Events are numbered, chained and buffered here, then appended to the store in groups:
-when the buffer holds ``max_events`` events, when its oldest event is ``max_delay``
-seconds old, and always on :meth:`Journal.flush`, which the runner calls before it
+when the buffer holds ``max_events`` events, when its oldest event is nearly
+``max_delay`` seconds old, and always on :meth:`Journal.flush`, which the runner calls before it
 returns, before a state handler or ``on_failure`` callback runs, before it releases its
 lease, and before it waits longer than the window. While the driver's thread is away
 running a body inline (:meth:`Journal.leave` ... :meth:`Journal.come_back`), a committer
 thread (:meth:`Journal.start_committer`) commits what has waited half a window, so a long
 body does not hold the window open. A crash loses at most one window: those tasks run
 again (at least once), and the log stays a prefix of what happened.
+
+The window is counted from where it starts for the user: an outcome's age runs from the
+instant its body ended (measured on the worker, carried as ``ended_at``), not from when
+the driver got round to buffering it, and a group is committed early enough for the
+commit itself (the recent commits' duration, smoothed) to end inside the window.
 """
 
 from __future__ import annotations
@@ -69,7 +74,12 @@ class Journal:
         self.max_events = max_events
         self.max_delay_ns = int(max_delay * 1e9)
         self.buffer: list[StoredEvent] = []
+        #: monotonic ns at which the oldest buffered event (or its body's end) happened
         self._first_buffered = 0
+        #: commit a group once its oldest event is this old: the window less the time a
+        #: commit takes (smoothed), and never less than a quarter window
+        self._due_ns = self.max_delay_ns
+        self._commit_ns = 0
         self.meta: RunMeta | None = None
         #: held by the committer thread while it commits, and by the driver's thread to
         #: come back from a body (so the two never touch the buffer at once)
@@ -86,26 +96,37 @@ class Journal:
         """Encode, number and buffer one event (raises SerializationError, writing nothing)."""
         return self.add_payload(body.kind, encode_body(body), ts)
 
-    def add_payload(self, kind: str, payload: bytes, ts: int) -> StoredEvent:
-        """Number, chain and buffer an encoded event; commit when the window is full."""
+    def add_payload(
+        self, kind: str, payload: bytes, ts: int, ended: int | None = None
+    ) -> StoredEvent:
+        """Number, chain and buffer an encoded event; commit when the window is full.
+
+        ``ended`` is when the body whose outcome this is ended (UTC ns, measured where it
+        ran): the window of its outcome started then."""
         self.head += 1
         event = make_event(self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload)
         self.prev_hash = chain_hash(event, self.key)
         buffer = self.buffer
-        if not buffer:
-            self._first_buffered = time.monotonic_ns()
+        now = time.monotonic_ns()
+        start = now if ended is None else now - max(0, min(time.time_ns() - ended, now))
+        if not buffer or start < self._first_buffered:
+            self._first_buffered = start
         buffer.append(event)
-        if len(buffer) >= self.max_events or (
-            time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
-        ):
+        if len(buffer) >= self.max_events or now - self._first_buffered >= self._due_ns:
             self._flush()
         return event
 
     def due(self) -> bool:
-        """True when the buffered events have waited a whole window."""
-        return bool(self.buffer) and (
-            time.monotonic_ns() - self._first_buffered >= self.max_delay_ns
-        )
+        """True when the buffered events must be committed now to end inside the window."""
+        return bool(self.buffer) and (time.monotonic_ns() - self._first_buffered >= self._due_ns)
+
+    def until_due(self) -> float:
+        """Seconds until the buffered events are due (0 if they are; the whole window
+        if nothing is buffered)."""
+        if not self.buffer:
+            return self.max_delay_ns / 1e9
+        left = self._due_ns - (time.monotonic_ns() - self._first_buffered)
+        return max(0.0, left / 1e9)
 
     def flush(self) -> None:
         """Append everything buffered (and the run's metadata) in one transaction."""
@@ -126,10 +147,16 @@ class Journal:
             return
         batch, self.buffer = self.buffer, []
         meta, self.meta = self.meta, None
+        began = time.monotonic_ns()
         try:
             self.durable = self.store.append(
                 self.run_id, batch, expected_seq=self.durable, lease=self.lease, run_meta=meta
             )
+            took = time.monotonic_ns() - began
+            # smoothed over the last few commits; one slow commit moves it by a quarter
+            self._commit_ns += (took - self._commit_ns) // 4
+            window = self.max_delay_ns
+            self._due_ns = max(window - self._commit_ns, window // 4)
         except BaseException as exc:
             # Nothing of the batch was written (appends are all-or-nothing): keep it so a
             # retry of flush() can still write it in order.

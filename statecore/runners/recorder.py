@@ -179,7 +179,8 @@ class Recorder:
             payload, dropped = self._without_unscrubbable(
                 payload, key, index, old_name, new_name, attempt, message, result, extra
             )
-        event = self.journal.add_payload(KIND_STATE, payload, ts)
+        ended = timing.get("ended_at") if timing is not None else None
+        event = self.journal.add_payload(KIND_STATE, payload, ts, ended)
         view.apply_state(node_i, index, new, attempt, ts, event.seq)
         view.head = event.seq
         view.last_event = event
