@@ -336,6 +336,21 @@ def _failed(got: Collector, *prefixes: str) -> str | None:
     return None
 
 
+def _measured_row(
+    got: Collector,
+    name: str,
+    target: str,
+    render: Callable[[list[dict[str, Any]]], tuple[str, bool]],
+) -> tuple[str, str, str]:
+    """One target's row from the runs measured under ``name`` (or why they failed)."""
+    runs = got.get(name)
+    why = _failed(got, name)
+    if why or not runs:
+        return target, f"FAILED: {why}", "failed"
+    measured, ok = render(runs)
+    return target, measured, _verdict(ok)
+
+
 def table(
     got: Collector,
     sizes: Sizes,
@@ -403,77 +418,55 @@ def table(
     target = f"W3 over {sizes.rss_items:,} items: peak RSS of a fresh process <= {RSS_MB:.0f} MB"
     if quick:
         target += " (quick size; the target is for 100,000)"
-    rss_runs = got.get("rss")
-    why = _failed(got, "rss")
-    if why or not rss_runs:
-        rows.append((target, f"FAILED: {why}", "failed"))
-    else:
-        mbs = [r["peak_rss_mb"] for r in rss_runs]
-        rows.append(
-            (
-                target,
-                f"{med(mbs):.0f} MB (runs: {', '.join(f'{m:.0f}' for m in mbs)})",
-                _verdict(max(mbs) <= RSS_MB),
-            )
-        )
+
+    def show_rss(runs: list[dict[str, Any]]) -> tuple[str, bool]:
+        mbs = [r["peak_rss_mb"] for r in runs]
+        return f"{med(mbs):.0f} MB (runs: {', '.join(f'{m:.0f}' for m in mbs)})", max(mbs) <= RSS_MB
+
+    rows.append(_measured_row(got, "rss", target, show_rss))
 
     # 4. import
     target = (
         f'`import statecore` in a fresh interpreter (minus `python -c "pass"`) '
         f"<= {IMPORT_MS:.0f} ms"
     )
-    imp = got.get("import")
-    why = _failed(got, "import")
-    if why or not imp:
-        rows.append((target, f"FAILED: {why}", "failed"))
-    else:
-        net = [r["import"] - r["bare"] for r in imp]
-        rows.append(
-            (
-                target,
-                f"{med(net):.0f} ms ({med(r['import'] for r in imp):.0f} - "
-                f"{med(r['bare'] for r in imp):.0f} ms)",
-                _verdict(med(net) <= IMPORT_MS),
-            )
+
+    def show_imports(runs: list[dict[str, Any]]) -> tuple[str, bool]:
+        net = med(r["import"] - r["bare"] for r in runs)
+        bare = med(r["bare"] for r in runs)
+        return f"{net:.0f} ms ({med(r['import'] for r in runs):.0f} - {bare:.0f} ms)", (
+            net <= IMPORT_MS
         )
+
+    rows.append(_measured_row(got, "import", target, show_imports))
 
     # 5. replay against the yardstick
     target = f"SQLite replay >= {REPLAY_SHARE} of store_throughput.py's yardstick beside it"
-    rep = got.get("replay")
-    why = _failed(got, "replay")
-    if why or not rep:
-        rows.append((target, f"FAILED: {why}", "failed"))
-    else:
-        share = med(r["share"] for r in rep)
-        rows.append(
-            (
-                target,
-                f"{share:.2f} (replay {med(r['replay'] for r in rep):,.0f}, yardstick "
-                f"{med(r['yardstick'] for r in rep):,.0f} events/s; W3 log of "
-                f"{rep[0]['events']:,} events)",
-                _verdict(share >= REPLAY_SHARE),
-            )
-        )
+
+    def show_replay(runs: list[dict[str, Any]]) -> tuple[str, bool]:
+        share = med(r["share"] for r in runs)
+        return (
+            f"{share:.2f} (replay {med(r['replay'] for r in runs):,.0f}, yardstick "
+            f"{med(r['yardstick'] for r in runs):,.0f} events/s; W3 log of "
+            f"{runs[0]['events']:,} events)"
+        ), share >= REPLAY_SHARE
+
+    rows.append(_measured_row(got, "replay", target, show_replay))
 
     # 6. resume against replay
     target = (
         f"resume of a {sizes.resume_items:,}-task run to its first new task "
         f"<= {RESUME_RATIO}x the replay of its log"
     )
-    res = got.get("resume")
-    why = _failed(got, "resume")
-    if why or not res:
-        rows.append((target, f"FAILED: {why}", "failed"))
-    else:
-        ratio = med(r["first"] / r["replay"] for r in res)
-        rows.append(
-            (
-                target,
-                f"{ratio:.2f}x (first new task {med(r['first'] for r in res):.2f} s, "
-                f"replay {med(r['replay'] for r in res):.2f} s; {res[0]['events']:,} events)",
-                _verdict(ratio <= RESUME_RATIO),
-            )
-        )
+
+    def show_resume(runs: list[dict[str, Any]]) -> tuple[str, bool]:
+        ratio = med(r["first"] / r["replay"] for r in runs)
+        return (
+            f"{ratio:.2f}x (first new task {med(r['first'] for r in runs):.2f} s, "
+            f"replay {med(r['replay'] for r in runs):.2f} s; {runs[0]['events']:,} events)"
+        ), ratio <= RESUME_RATIO
+
+    rows.append(_measured_row(got, "resume", target, show_resume))
 
     # peers, from the last peers.md, against this invocation's SQLite figures
     if peers is not None:

@@ -1,10 +1,10 @@
 """The journal: the runner's side of the log, with group commit and the hash chain.
 
 Events are numbered, chained and buffered here, then appended to the store in groups:
-when the buffer holds ``max_events`` events, when its oldest event is nearly
-``max_delay`` seconds old, and always on :meth:`Journal.flush`, which the runner calls before it
-returns, before a state handler or ``on_failure`` callback runs, before it releases its
-lease, and before it waits longer than the window. While the driver's thread is away
+when the buffer holds ``max_events`` events, when its oldest event is nearly ``max_delay``
+seconds old, and always on :meth:`Journal.flush`, which the runner calls before it returns,
+before a state handler or ``on_failure`` callback runs, before it releases its lease, and
+before it waits longer than the window. While the driver's thread is away
 running a body inline (:meth:`Journal.leave` ... :meth:`Journal.come_back`), a committer
 thread (:meth:`Journal.start_committer`) commits what has waited half a window, so a long
 body does not hold the window open. A crash loses at most one window: those tasks run
@@ -108,7 +108,7 @@ class Journal:
         self.prev_hash = chain_hash(event, self.key)
         buffer = self.buffer
         now = time.monotonic_ns()
-        start = now if ended is None else now - max(0, min(time.time_ns() - ended, now))
+        start = now if ended is None else now - max(0, time.time_ns() - ended)
         if not buffer or start < self._first_buffered:
             self._first_buffered = start
         buffer.append(event)

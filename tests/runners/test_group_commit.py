@@ -10,6 +10,7 @@ as another process would.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,15 @@ import pytest
 from statecore import Flow, signals, task
 from statecore.backends.base import CacheEntry, Lease, RunMeta, Store
 from statecore.backends.sqlite import SQLiteStore
-from statecore.events import StateChanged, StoredEvent, decode_body
+from statecore.events import (
+    KIND_STATE,
+    StateChanged,
+    StoredEvent,
+    decode_body,
+    encode_state_change,
+)
 from statecore.fold import fold
+from statecore.runners.journal import Journal
 from statecore.runners.local import LocalRunner
 from statecore.states import State
 
@@ -344,3 +352,26 @@ def test_synchronous_full_from_a_url(tmp_path: Path) -> None:
         assert store.inspect()["synchronous"] == 2
     finally:
         store.close()
+
+
+def test_an_outcome_s_window_runs_from_its_body_s_end(tmp_path: Path) -> None:
+    """The window of an outcome starts when its body ended (``ended_at``, measured on the
+    worker), not when the driver buffered it: an outcome whose body ended a whole window
+    ago is committed as it is added; one that just ended waits in the buffer."""
+    path = tmp_path / "log.db"
+    store, reader = SQLiteStore(path), SQLiteStore(path)
+    journal = Journal(store, "window-run", max_events=512, max_delay=10.0)
+
+    def outcome(ended: int | None) -> None:
+        payload = encode_state_change("t", None, "Running", "Success", 1, "", 1, True, None)
+        journal.add_payload(KIND_STATE, payload, time.time_ns(), ended)
+
+    outcome(time.time_ns())
+    assert journal.buffer and not journal.due()
+    assert len(reader.read("window-run")) == 0
+    assert journal.until_due() > 0
+
+    outcome(time.time_ns() - 11 * 10**9)  # this body ended more than a window ago
+    assert not journal.buffer
+    assert [e.seq for e in reader.read("window-run")] == [1, 2]
+    assert journal.until_due() == 10.0  # nothing buffered: a whole window
