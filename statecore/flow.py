@@ -87,6 +87,7 @@ class Flow:
         self._keyed: set[tuple[Task, str]] = set()
         self.constants: dict[Task, dict[str, Any]] = {}
         self.slugs: dict[Task, str] = {}
+        self._taken_slugs: set[str] = set()
         self._slug_counters: dict[str, int] = {}
         self._reference_tasks: list[Task] = []
         self.state_handlers = list(state_handlers or ())
@@ -150,8 +151,9 @@ class Flow:
         self._tasks[task] = None
         self.version += 1
         self.constants.setdefault(task, {})
-        self.slugs[task] = self._make_slug(task)
-        task._key = self.slugs[task]
+        slug = self.slugs[task] = self._make_slug(task)
+        self._taken_slugs.add(slug)
+        task._key = slug
         blocks = _case_stack.get()
         # parameters and constants stay root tasks: a case block first using them does not
         # make them wait on its condition (as in Prefect 1)
@@ -160,7 +162,7 @@ class Flow:
         return task
 
     def _make_slug(self, task: Task) -> str:
-        taken = set(self.slugs.values())
+        taken = self._taken_slugs
         if task.slug is not None:
             if task.slug in taken:
                 raise FlowDefinitionError(
@@ -278,7 +280,7 @@ class Flow:
         affected = [e for e in self._edges if old in (e.upstream_task, e.downstream_task)]
         constants = self.constants.pop(old, {})
         del self._tasks[old]
-        del self.slugs[old]
+        self._taken_slugs.discard(self.slugs.pop(old))
         for edge in affected:
             del self._edges[edge]
         self._down = {}

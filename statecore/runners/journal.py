@@ -6,19 +6,18 @@ seconds old, and always on :meth:`Journal.flush`, which the runner calls before 
 before a state handler or ``on_failure`` callback runs, before it releases its lease, and
 before it waits longer than the window. While the driver's thread is away
 running a body inline (:meth:`Journal.leave` ... :meth:`Journal.come_back`), a committer
-thread (:meth:`Journal.start_committer`) commits what has waited half a window, so a long
+thread (:meth:`Journal.start_committer`) commits what falls due meanwhile, so a long
 body does not hold the window open. A crash loses at most one window: those tasks run
 again (at least once), and the log stays a prefix of what happened.
 
 The window is counted from where it starts for the user: an outcome's age runs from the
 instant its body ended (measured on the worker, carried as ``ended_at``), not from when
 the driver got round to buffering it, and a group is committed early enough for the
-commit itself (the recent commits' duration, smoothed) to end inside the window.
+commit itself (as long as the slowest recent one) to end inside the window.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import time
@@ -76,8 +75,10 @@ class Journal:
         self.buffer: list[StoredEvent] = []
         #: monotonic ns at which the oldest buffered event (or its body's end) happened
         self._first_buffered = 0
+        #: monotonic ns at which the oldest buffered event was buffered
+        self._first_added = 0
         #: commit a group once its oldest event is this old: the window less the time a
-        #: commit takes (smoothed), and never less than a quarter window
+        #: slow recent commit took and a twentieth for waking up, never under a quarter
         self._due_ns = self.max_delay_ns
         self._commit_ns = 0
         self.meta: RunMeta | None = None
@@ -109,10 +110,16 @@ class Journal:
         buffer = self.buffer
         now = time.monotonic_ns()
         start = now if ended is None else now - max(0, time.time_ns() - ended)
-        if not buffer or start < self._first_buffered:
+        if not buffer:
+            self._first_buffered = start
+            self._first_added = now
+        elif start < self._first_buffered:
             self._first_buffered = start
         buffer.append(event)
-        if len(buffer) >= self.max_events or now - self._first_buffered >= self._due_ns:
+        # Here only the time since buffering counts: outcomes that ended long ago (a
+        # driver behind its workers) are committed as one group once the caller has
+        # buffered what is ready, on its due() check, not one commit each.
+        if len(buffer) >= self.max_events or now - self._first_added >= self._due_ns:
             self._flush()
         return event
 
@@ -153,10 +160,11 @@ class Journal:
                 self.run_id, batch, expected_seq=self.durable, lease=self.lease, run_meta=meta
             )
             took = time.monotonic_ns() - began
-            # smoothed over the last few commits; one slow commit moves it by a quarter
-            self._commit_ns += (took - self._commit_ns) // 4
+            # a slow commit counts at once and is forgotten over the next few (an eighth
+            # each): the group must start early enough for a slow commit to end in time
+            self._commit_ns = max(took, self._commit_ns - self._commit_ns // 8)
             window = self.max_delay_ns
-            self._due_ns = max(window - self._commit_ns, window // 4)
+            self._due_ns = max(window - self._commit_ns - window // 20, window // 4)
         except BaseException as exc:
             # Nothing of the batch was written (appends are all-or-nothing): keep it so a
             # retry of flush() can still write it in order.
@@ -168,23 +176,29 @@ class Journal:
 
     def start_committer(self) -> None:
         """Commit from a thread of its own, while the driver's thread is away, whatever
-        has waited half a window, until :meth:`stop_committer` (a failed commit is left
+        is due (as :meth:`due`), until :meth:`stop_committer` (a failed commit is left
         for the driver's next flush, which raises its error)."""
         if self._stop_committer is not None:
             return
         stop = self._stop_committer = threading.Event()
-        every = max(self.max_delay_ns / 2e9, 0.001)
-        half = self.max_delay_ns // 2
+        idle = max(self.max_delay_ns / 4e9, 0.001)
 
         def commit() -> None:
-            while not stop.wait(every):
-                if not self._away or not self.buffer:
+            # wakes when the oldest buffered event falls due (or every quarter window
+            # while nothing is buffered, or after a failed commit), not on a fixed beat
+            # that could overshoot the window
+            wait = idle
+            while not stop.wait(wait):
+                wait = self.until_due() if self._away and self.buffer else idle
+                if not self._away or not self.due():
                     continue
-                if time.monotonic_ns() - self._first_buffered < half:
-                    continue
-                with self.lock, contextlib.suppress(Exception):
-                    if self._away and self.buffer and not stop.is_set():
-                        self._flush()
+                with self.lock:
+                    try:
+                        if self._away and self.buffer and not stop.is_set():
+                            self._flush()
+                        wait = idle
+                    except Exception:
+                        wait = idle  # the driver's next flush raises it
 
         threading.Thread(target=commit, name="statecore-commit", daemon=True).start()
 
