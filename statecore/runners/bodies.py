@@ -17,7 +17,7 @@ from statecore import signals
 from statecore.decide import RunTask
 from statecore.fold import RunView
 from statecore.graph import Graph
-from statecore.runners.encryption import check_inputs
+from statecore.runners.encryption import check_inputs, placeholders_made
 from statecore.runners.execution import Attempt, Outcome, RunLogger, run_body
 from statecore.scrubbing import unscrub
 
@@ -132,7 +132,7 @@ class Bodies:
     def _check(self, rt: RunTask) -> None:
         """A body never gets a value the log holds encrypted and this process could not
         decrypt (resumed without ``STATECORE_ENCRYPTION_KEY``, or with another key)."""
-        if rt.inputs or rt.loop_result is not None:
+        if placeholders_made() and (rt.inputs or rt.loop_result is not None):
             node = self.graph.nodes[rt.node]
             label = node.key if rt.index is None else f"{node.key}[{rt.index}]"
             check_inputs(label, {**rt.inputs, "task_loop_result": rt.loop_result})
