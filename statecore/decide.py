@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from statecore import signals
@@ -60,6 +61,7 @@ __all__ = [
     "approve",
     "blocker_counts",
     "cancel",
+    "decidable",
     "decide",
     "entity_run",
     "final_state",
@@ -157,9 +159,12 @@ def decide(
 def all_entities(view: RunView) -> list[Entity]:
     """Every task and mapped child of the view, in graph order."""
     out: list[Entity] = []
+    children = view.children
     for i in range(len(view.runs)):
         out.append((i, None))
-        out.extend((i, j) for j in range(len(view.children.get(i, ()))))
+        n = len(children.get(i, ()))
+        if n:
+            out.extend(zip(repeat(i, n), range(n), strict=True))
     return out
 
 
@@ -176,6 +181,7 @@ def _decide_one(
     run = view.runs[node.index] if index is None else view.children[node.index][index]
     state = run.state
     cached = type(state) is Cached
+    # what decidable() offers: the rest is left as it is
     if not cached and (not isinstance(state, Pending) or isinstance(state, Paused)):
         return
     if cached and node.mapped and index is None:
@@ -541,23 +547,42 @@ def interrupt(view: RunView, *, ended_at: int) -> list[SetState]:
     LOOP iterations) ends ``Pending("Interrupted: ...")`` at ``ended_at``, when its driver
     was last known alive. It keeps its attempt number, so it does not count as a retry."""
     actions: list[SetState] = []
-    for node, index in all_entities(view):
-        run = entity_run(view, node, index)
+
+    def end(node: int, index: int | None, run: TaskRun) -> None:
         if isinstance(run.state, Running | Looped):
             message = (
                 f"Interrupted: the process running attempt {run.attempt} stopped before it finished"
             )
+            extra = {"ended_at": ended_at}
             actions.append(
-                SetState(
-                    node,
-                    index,
-                    Pending(message),
-                    run.attempt,
-                    {"ended_at": ended_at},
-                    handlers=False,
-                )
+                SetState(node, index, Pending(message), run.attempt, extra, handlers=False)
             )
+
+    children = view.children
+    for node, task_run in enumerate(view.runs):
+        end(node, None, task_run)
+        for j, child in enumerate(children.get(node, ())):
+            end(node, j, child)
     return actions
+
+
+def decidable(view: RunView) -> list[Entity]:
+    """The tasks and mapped children :func:`decide` may act on, in graph order: those
+    Pending but not Paused (Scheduled and Retrying too), and those Cached (checked again).
+    The others it leaves as they are, so a resume need not offer it every finished one."""
+    out: list[Entity] = []
+    children = view.children
+    for node, task_run in enumerate(view.runs):
+        state = task_run.state
+        if type(state) is Cached or (isinstance(state, Pending) and not isinstance(state, Paused)):
+            out.append((node, None))
+        for j, child in enumerate(children.get(node, ())):
+            state = child.state
+            if type(state) is Cached or (
+                isinstance(state, Pending) and not isinstance(state, Paused)
+            ):
+                out.append((node, j))
+    return out
 
 
 def approve(view: RunView, nodes: Iterable[int]) -> list[SetState]:

@@ -24,6 +24,7 @@ from statecore.decide import (
     RunTask,
     all_entities,
     cancel,
+    decidable,
     decide,
     entity_run,
     final_state,
@@ -201,7 +202,7 @@ class Driver:
                     session.open(self.record, why, lost)
                     self.logging.flow_started(why)
                     resume_prelude(self.record, approve, code or {}, record, lost)
-                    self.frontier.add_all(all_entities(self.view))
+                    self.frontier.add_all(decidable(self.view))
                 self.bodies.scheduled_start = logged_slot(self.view)
                 self.cache.load(now_ns())
                 self.frontier.count()

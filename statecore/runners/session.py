@@ -19,7 +19,6 @@ import threading
 from collections.abc import Callable
 
 from statecore.backends.base import Lease, Store
-from statecore.decide import all_entities, entity_run
 from statecore.errors import LeaseHeld, LeaseLost, StatecoreError
 from statecore.fold import RunView
 from statecore.runners.execution import RunOptions
@@ -157,12 +156,16 @@ class DriverSession:
         known alive: its last event, or its lease's last renewal if later."""
         last = open_session(view)
         if last is None:
-            if not any(
-                isinstance(entity_run(view, n, i).state, Running | Looped)
-                for n, i in all_entities(view)
+            # every session logged has ended; only a log from before sessions were
+            # logged can hold an attempt left open by a crash
+            if any(note.code == "session-start" for _, note in view.notes):
+                return None
+            running = Running | Looped
+            if not any(isinstance(r.state, running) for r in view.runs) and not any(
+                isinstance(c.state, running) for cs in view.children.values() for c in cs
             ):
                 return None
-            owner, ttl = "an earlier driver", None  # a log from before sessions were logged
+            owner, ttl = "an earlier driver", None
         else:
             owner, ttl = last
         alive = view.last_event.ts if view.last_event is not None else 0
