@@ -27,6 +27,7 @@ from statecore.decide import (
     Decision,
     RunTask,
     all_entities,
+    decidable,
     decide,
     final_state,
     outcome_state,
@@ -494,10 +495,17 @@ def reference_run(drawn: DrawnFlow) -> tuple[Graph, RunView, State]:
             e for e in all_entities(view) if isinstance(state_of_entity(view, *e), Cached) is cached
         ]
 
+    def summary(d: Decision) -> Any:
+        acts = [(a.node, a.index, a.state.name, a.state.message) for a in d.set_states]
+        return acts, [(r.node, r.index, r.attempt) for r in d.run], sorted(d.wake, key=repr)
+
     revisited: set[tuple[int, int | None, int]] = set()
     apply(None, None, Running("Running flow."))
     for _ in range(5000):
         clock[0] += 1
+        # what a resume offers decide (decidable) decides what every entity would
+        everything = decide(graph, view, clock[0], all_entities(view))
+        assert summary(decide(graph, view, clock[0], decidable(view))) == summary(everything)
         # A Cached task is looked at again only on a later pass, which a retry makes
         # (Prefect 1's flow.run): not on every step of this loop.
         decision = decide(graph, view, clock[0], entities(cached=False))
