@@ -84,13 +84,29 @@ def chain_hash(event: StoredEvent, key: bytes | None = None) -> bytes:
 
     With ``key`` it is a keyed BLAKE2b (a MAC): it cannot be recomputed without the key.
     """
-    h = _blake2b(event.prev_hash, digest_size=16, key=key or b"")
+    key = key or b""
+    start = _hash_starts.get(key)
+    if start is None:
+        start = _hash_starts[key] = _blake2b(digest_size=16, key=key)
+    # a copy of the keyed start costs less than a new hash object (about 0.15 µs an event)
+    h = start.copy()
     h.update(
-        b"%s\x00%d\x00%d\x00%s\x00%d\x00"
-        % (event.run_id.encode(), event.seq, event.epoch, event.kind.encode(), event.ts)
+        b"%s%s\x00%d\x00%d\x00%s\x00%d\x00"
+        % (
+            event.prev_hash,
+            event.run_id.encode(),
+            event.seq,
+            event.epoch,
+            event.kind.encode(),
+            event.ts,
+        )
     )
     h.update(event.payload)
     return h.digest()
+
+
+#: a BLAKE2b hash, keyed, with nothing hashed yet, per key :func:`chain_hash` was given
+_hash_starts: dict[bytes, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
