@@ -24,7 +24,7 @@ state it stands for. The runner feeds
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -64,6 +64,7 @@ __all__ = [
     "decidable",
     "decide",
     "entity_run",
+    "entity_runs",
     "final_state",
     "interrupt",
     "is_ready",
@@ -547,8 +548,7 @@ def interrupt(view: RunView, *, ended_at: int) -> list[SetState]:
     LOOP iterations) ends ``Pending("Interrupted: ...")`` at ``ended_at``, when its driver
     was last known alive. It keeps its attempt number, so it does not count as a retry."""
     actions: list[SetState] = []
-
-    def end(node: int, index: int | None, run: TaskRun) -> None:
+    for node, index, run in entity_runs(view):
         if isinstance(run.state, Running | Looped):
             message = (
                 f"Interrupted: the process running attempt {run.attempt} stopped before it finished"
@@ -557,12 +557,6 @@ def interrupt(view: RunView, *, ended_at: int) -> list[SetState]:
             actions.append(
                 SetState(node, index, Pending(message), run.attempt, extra, handlers=False)
             )
-
-    children = view.children
-    for node, task_run in enumerate(view.runs):
-        end(node, None, task_run)
-        for j, child in enumerate(children.get(node, ())):
-            end(node, j, child)
     return actions
 
 
@@ -570,19 +564,22 @@ def decidable(view: RunView) -> list[Entity]:
     """The tasks and mapped children :func:`decide` may act on, in graph order: those
     Pending but not Paused (Scheduled and Retrying too), and those Cached (checked again).
     The others it leaves as they are, so a resume need not offer it every finished one."""
-    out: list[Entity] = []
+    return [
+        (node, index)
+        for node, index, run in entity_runs(view)
+        if type(run.state) is Cached
+        or (isinstance(run.state, Pending) and not isinstance(run.state, Paused))
+    ]
+
+
+def entity_runs(view: RunView) -> Iterator[tuple[int, int | None, TaskRun]]:
+    """Every task and mapped child of the view with its record, in graph order (the
+    records read straight from the view: no entity list is built)."""
     children = view.children
     for node, task_run in enumerate(view.runs):
-        state = task_run.state
-        if type(state) is Cached or (isinstance(state, Pending) and not isinstance(state, Paused)):
-            out.append((node, None))
+        yield node, None, task_run
         for j, child in enumerate(children.get(node, ())):
-            state = child.state
-            if type(state) is Cached or (
-                isinstance(state, Pending) and not isinstance(state, Paused)
-            ):
-                out.append((node, j))
-    return out
+            yield node, j, child
 
 
 def approve(view: RunView, nodes: Iterable[int]) -> list[SetState]:

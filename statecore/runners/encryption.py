@@ -264,8 +264,6 @@ def check_inputs(task: str, inputs: dict[str, Any]) -> None:
     Raises:
         EncryptionError: naming the input, where it came from and why.
     """
-    if not _placeholders_made[0]:
-        return
     for name, value in inputs.items():
         found = find_encrypted(value)
         if found is not None:

@@ -18,6 +18,7 @@ commit itself (as long as the slowest recent one) to end inside the window.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -192,13 +193,10 @@ class Journal:
                 wait = self.until_due() if self._away and self.buffer else idle
                 if not self._away or not self.due():
                     continue
-                with self.lock:
-                    try:
-                        if self._away and self.buffer and not stop.is_set():
-                            self._flush()
-                        wait = idle
-                    except Exception:
-                        wait = idle  # the driver's next flush raises it
+                with self.lock, contextlib.suppress(Exception):  # the driver's flush raises it
+                    if self._away and self.buffer and not stop.is_set():
+                        self._flush()
+                wait = idle
 
         threading.Thread(target=commit, name="statecore-commit", daemon=True).start()
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 from statecore.backends.base import Lease, Store
+from statecore.decide import entity_runs
 from statecore.errors import LeaseHeld, LeaseLost, StatecoreError
 from statecore.fold import RunView
 from statecore.runners.execution import RunOptions
@@ -156,16 +157,9 @@ class DriverSession:
         known alive: its last event, or its lease's last renewal if later."""
         last = open_session(view)
         if last is None:
-            # every session logged has ended; only a log from before sessions were
-            # logged can hold an attempt left open by a crash
-            if any(note.code == "session-start" for _, note in view.notes):
+            if not any(isinstance(r.state, Running | Looped) for _, _, r in entity_runs(view)):
                 return None
-            running = Running | Looped
-            if not any(isinstance(r.state, running) for r in view.runs) and not any(
-                isinstance(c.state, running) for cs in view.children.values() for c in cs
-            ):
-                return None
-            owner, ttl = "an earlier driver", None
+            owner, ttl = "an earlier driver", None  # a log from before sessions were logged
         else:
             owner, ttl = last
         alive = view.last_event.ts if view.last_event is not None else 0
