@@ -51,26 +51,18 @@ class Context(Mapping[str, Any]):
 context = Context()
 
 
-def set_context(values: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any]]:
-    """Set the context for this thread (runner use); returns a token to reset it."""
-    return _values.set(values)
+# The runner's setters are the ContextVars' own methods, not wrappers: they run twice
+# around every task body, and a Python frame each is a visible share of a short task.
 
-
-def reset_context(token: contextvars.Token[Mapping[str, Any]]) -> None:
-    """Restore the context before :func:`set_context`."""
-    _values.reset(token)
-
-
-def set_secret_resolver(
-    resolver: Callable[[str], Any] | None,
-) -> contextvars.Token[Callable[..., Any] | None]:
-    """Install the runner's secret lookup for this thread."""
-    return _secret_resolver.set(resolver)
-
-
-def reset_secret_resolver(token: contextvars.Token[Callable[..., Any] | None]) -> None:
-    """Restore the secret lookup before :func:`set_secret_resolver`."""
-    _secret_resolver.reset(token)
+#: ``set_context(values)``: set the context for this thread (runner use); returns a
+#: token for :func:`reset_context`
+set_context = _values.set
+#: ``reset_context(token)``: restore the context before :func:`set_context`
+reset_context = _values.reset
+#: ``set_secret_resolver(resolver)``: install the runner's secret lookup for this thread
+set_secret_resolver = _secret_resolver.set
+#: ``reset_secret_resolver(token)``: restore the lookup before :func:`set_secret_resolver`
+reset_secret_resolver = _secret_resolver.reset
 
 
 def has_secret_resolver() -> bool:

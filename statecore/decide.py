@@ -335,16 +335,16 @@ def with_result(state: State, result: Any) -> State:
     return copy
 
 
-def _expanded(upstream: Mapping[Any, State]) -> Iterable[State]:
+def _any_skipped(upstream: Mapping[Any, State]) -> bool:
+    """Whether an upstream state, a mapped parent's children counted one by one (unless
+    the edge maps over it), is Skipped. A loop, not generators: it runs per task."""
     for edge, state in upstream.items():
         if isinstance(state, Mapped) and not getattr(edge, "mapped", False):
-            yield from state.map_states
-        else:
-            yield state
-
-
-def _any_skipped(upstream: Mapping[Any, State]) -> bool:
-    return any(isinstance(s, Skipped) for s in _expanded(upstream))
+            if any(isinstance(s, Skipped) for s in state.map_states):
+                return True
+        elif isinstance(state, Skipped):
+            return True
+    return False
 
 
 def _ready_to_map(upstream: Mapping[Any, State]) -> State:

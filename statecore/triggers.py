@@ -95,10 +95,11 @@ def all_successful(upstream_states: Mapping[Any, State]) -> bool:
     ...
     statecore.signals.TRIGGERFAIL: Trigger was "all_successful" but some of the upstream tasks failed.
     """  # noqa: E501
-    if not all(s.is_successful() for s in _all_states(upstream_states)):
-        raise signals.TRIGGERFAIL(
-            'Trigger was "all_successful" but some of the upstream tasks failed.'
-        )
+    for s in _all_states(upstream_states):  # a loop: the default trigger runs per task
+        if not s.is_successful():
+            raise signals.TRIGGERFAIL(
+                'Trigger was "all_successful" but some of the upstream tasks failed.'
+            )
     return True
 
 

@@ -254,7 +254,9 @@ class Driver:
         retry_now = not self.options.single_pass
         while True:
             self.record.journal.lease = self.session.current()
-            if self._cancel_requested():
+            if (self.cancelled or time.monotonic() >= self._next_cancel_check) and (
+                self._cancel_requested()
+            ):
                 while self.dispatch.in_flight:
                     self.dispatch.collect(0.5)
                 frontier.clear()
@@ -262,7 +264,7 @@ class Driver:
                 frontier.clear()
                 return
             if frontier.candidates:
-                now = now_ns()
+                now = time.time_ns()
                 decision = decide(
                     graph,
                     view,
@@ -339,6 +341,7 @@ class Driver:
     def _start(self, runs: list[RunTask]) -> None:
         started: list[RunTask] = []
         single_pass = self.options.single_pass
+        logging_on = self.logging.tasks_on
         for rt in runs:
             if single_pass:
                 if (rt.node, rt.index) in self.attempted:
@@ -352,10 +355,11 @@ class Driver:
                     self.record.task(rt.node, rt.index, Failed(str(exc)), rt.attempt, now_ns())
                     continue
             state = self.record.task(
-                rt.node, rt.index, Running("Starting task run."), rt.attempt, now_ns()
+                rt.node, rt.index, Running("Starting task run."), rt.attempt, time.time_ns()
             )
             if isinstance(state, Running):
-                self.logging.task_started(rt.node, rt.index)
+                if logging_on:
+                    self.logging.task_started(rt.node, rt.index)
                 started.append(rt)
         if started:
             self.dispatch.run(started)
@@ -366,7 +370,7 @@ class Driver:
         exc, value, body_start, body_end = outcome
         timing = {"started_at": body_start, "ended_at": body_end}
         state, ended = outcome_state(exc, value, rt.loop_count + 1)
-        now = now_ns()
+        now = time.time_ns()
         record = self.record
         if isinstance(state, Looped):
             looped = record.task(rt.node, rt.index, state, rt.attempt, now, timing=timing)
@@ -423,7 +427,8 @@ class Driver:
         final = record.task(
             rt.node, rt.index, final, rt.attempt, now, handlers=not handled, timing=timing
         )
-        self.logging.task_finished(rt.node, rt.index, final, exc)
+        if self.logging.tasks_on:
+            self.logging.task_finished(rt.node, rt.index, final, exc)
         if isinstance(final, Cached) and not isinstance(state, Cached):
             self.cache.add(rt.node, rt.index, final)
 

@@ -106,7 +106,9 @@ class Journal:
         ``ended`` is when the body whose outcome this is ended (UTC ns, measured where it
         ran): the window of its outcome started then."""
         self.head += 1
-        event = make_event(self.run_id, self.head, self.epoch, self.prev_hash, kind, ts, payload)
+        lease = self.lease
+        epoch = 0 if lease is None else lease.epoch
+        event = make_event(self.run_id, self.head, epoch, self.prev_hash, kind, ts, payload)
         self.prev_hash = chain_hash(event, self.key)
         buffer = self.buffer
         now = time.monotonic_ns()

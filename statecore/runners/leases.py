@@ -55,6 +55,8 @@ class LeaseKeeper:
         self.ttl = ttl
         self.every = every
         self.lost: BaseException | None = None
+        #: UTC ns until which a body may start without waiting (see check_start)
+        self.start_by = self._start_by(lease)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="statecore-lease", daemon=True)
         self._thread.start()
@@ -66,12 +68,18 @@ class LeaseKeeper:
             lease = self.lease
             now = max(now_ns(), lease.expires - int(self.ttl * 1e9))
             try:
-                self.lease = self.store.renew_lease(lease, ttl=self.ttl, now=now)
+                renewed = self.store.renew_lease(lease, ttl=self.ttl, now=now)
             except LeaseLost as exc:
                 self.lost = exc
                 return
             except StatecoreError:
                 continue
+            self.lease, self.start_by = renewed, self._start_by(renewed)
+
+    def _start_by(self, lease: Lease) -> int:
+        """The lease's expiry less a tenth of its ttl (the spare :meth:`check_start`
+        keeps)."""
+        return lease.expires - int(self.ttl * 1e8)
 
     def check_start(self) -> None:
         """Return once a body may start under this lease: it has not lapsed by this
@@ -82,13 +90,12 @@ class LeaseKeeper:
         Raises:
             LeaseLost: another process has taken the run over, or the keeper stopped.
         """
-        spare = int(self.ttl * 1e8)
         while True:
             if self.lost is not None:
                 raise LeaseLost(
                     f"run {self.lease.run_id!r}: no body starts, the lease is lost ({self.lost})"
                 )
-            if now_ns() < self.lease.expires - spare:
+            if now_ns() < self.start_by:
                 return
             if self._stop.is_set():
                 raise LeaseLost(f"run {self.lease.run_id!r}: the lease keeper has stopped")

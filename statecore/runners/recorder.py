@@ -18,14 +18,14 @@ from typing import Any
 
 from statecore import machine, signals
 from statecore.backends.base import RunMeta
-from statecore.codec import state_extra
+from statecore.codec import PLAIN, state_extra
 from statecore.context import (
     reset_context,
     reset_secret_resolver,
     set_context,
     set_secret_resolver,
 )
-from statecore.decide import SetState, entity_run, signal_state
+from statecore.decide import SetState, signal_state
 from statecore.errors import SerializationError
 from statecore.events import KIND_STATE, LogRecord, Note, StateChanged, encode_state_change
 from statecore.fold import RunView
@@ -123,8 +123,7 @@ class Recorder:
         ``timing`` is the attempt's ``started_at``/``ended_at`` (UTC ns, measured where
         the body ran), carried in the event beside the state's own fields."""
         view = self.view
-        run = entity_run(view, node_i, index)
-        old = run.state
+        old = (view.runs[node_i] if index is None else view.children[node_i][index]).state
         node = self.graph.nodes[node_i]
         if handlers and node.has_handlers:
             new = self.task_handlers(node_i, old, new, index)
@@ -138,7 +137,7 @@ class Recorder:
         if type(new) is Mapped:
             result, stored = None, True
         message = new.message
-        extra = state_extra(new)
+        extra = None if type(new) in PLAIN else state_extra(new)
         if timing is not None:
             extra = {**extra, **timing} if extra else timing
         if self.known_secrets:
