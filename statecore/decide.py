@@ -326,13 +326,26 @@ def _flatten(value: Any) -> Any:
 
 def with_result(state: State, result: Any) -> State:
     """A copy of ``state`` (same class and fields) carrying ``result``."""
-    copy = object.__new__(type(state))
-    for cls in type(state).__mro__:
-        for slot in getattr(cls, "__slots__", ()):
-            if hasattr(state, slot):
-                object.__setattr__(copy, slot, getattr(state, slot))
+    kind = type(state)
+    slots = _all_slots.get(kind)
+    if slots is None:
+        names: list[str] = []
+        for cls in kind.__mro__:
+            declared = cls.__dict__.get("__slots__", ())
+            names.extend([declared] if isinstance(declared, str) else declared)
+        slots = _all_slots[kind] = tuple(dict.fromkeys(names))
+    copy = object.__new__(kind)
+    for slot in slots:
+        value = getattr(state, slot, _UNSET)
+        if value is not _UNSET:
+            object.__setattr__(copy, slot, value)
     copy.result = result
     return copy
+
+
+#: every slot of a state class, its bases' included (what with_result copies), by class
+_all_slots: dict[type[State], tuple[str, ...]] = {}
+_UNSET = object()
 
 
 def _any_skipped(upstream: Mapping[Any, State]) -> bool:
