@@ -8,7 +8,7 @@ malformed raises :class:`~statecore.errors.CorruptEvent`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from statecore.backends.base import RunMeta
@@ -21,6 +21,26 @@ _KINDS: dict[bytes, str] = {b"run": "run", b"state": "state", b"log": "log", b"n
 def utf8(text: str) -> bytes:
     # Python strings may hold lone surrogates; they round-trip instead of failing.
     return text.encode("utf-8", "surrogatepass")
+
+
+def pack_events(events: Sequence[StoredEvent]) -> tuple[bytes, bytes]:
+    """The append script's two arguments for ``events``: the lengths of each event's
+    epoch, prev_hash, kind, ts and payload (decimal, comma-separated) and those fields
+    end to end, as the stream entry stores them (numbers in decimal, text in UTF-8)."""
+    fields: list[bytes] = []
+    lengths: list[bytes] = []
+    kinds = _KIND_BYTES
+    for e in events:
+        epoch, ts = b"%d" % e.epoch, b"%d" % e.ts
+        kind = kinds.get(e.kind) or utf8(e.kind)
+        fields += (epoch, e.prev_hash, kind, ts, e.payload)
+        lengths.append(
+            b"%d,%d,%d,%d,%d" % (len(epoch), len(e.prev_hash), len(kind), len(ts), len(e.payload))
+        )
+    return b",".join(lengths), b"".join(fields)
+
+
+_KIND_BYTES: dict[str, bytes] = {name: raw for raw, name in _KINDS.items()}
 
 
 def text(raw: bytes) -> str:

@@ -23,7 +23,11 @@ end
 """
 
 # KEYS: events, meta.  ARGV: expected, new_head, lease_epoch|'', bad_offset, n_events,
-# n_set, n_del, started|'', then n_set field/value pairs, n_del fields, then 6 per event.
+# n_set, n_del, started|'', then n_set field/value pairs, n_del fields, then (with events)
+# two: the lengths (decimal, comma-separated, five per event: epoch, prev_hash, kind, ts,
+# payload) and those fields end to end. Two arguments, not five per event: the client's
+# packing costs per argument, Lua cuts the fields out in C (string.sub). Event j is
+# numbered expected + j.
 # Returns {0, head, need_index, old_indexed} or {1, head} {2, epoch} {3, offset} {4, last}.
 _LUA_APPEND = """
 local head = redis.call('HGET', KEYS[2], 'head') or '0'
@@ -46,10 +50,19 @@ if nset > 0 then
   i = i + 2 * nset
 end
 for _ = 1, ndel do redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1 end
-for _ = 1, n do
-  redis.call('XADD', KEYS[1], ARGV[i], 'e', ARGV[i + 1], 'h', ARGV[i + 2], 'k', ARGV[i + 3],
-             't', ARGV[i + 4], 'p', ARGV[i + 5])
-  i = i + 6
+if n > 0 then
+  local blob, pos, f, m, seq = ARGV[i + 1], 1, {}, 0, tonumber(ARGV[1])
+  for len in string.gmatch(ARGV[i], '%d+') do
+    len = tonumber(len)
+    m = m + 1
+    f[m] = string.sub(blob, pos, pos + len - 1)
+    pos = pos + len
+    if m == 5 then
+      seq, m = seq + 1, 0
+      redis.call('XADD', KEYS[1], string.format('0-%d', seq), 'e', f[1], 'h', f[2],
+                 'k', f[3], 't', f[4], 'p', f[5])
+    end
+  end
 end
 if n > 0 then redis.call('HSET', KEYS[2], 'head', ARGV[2]); head = ARGV[2] end
 if ARGV[8] ~= '' then

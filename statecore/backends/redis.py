@@ -99,7 +99,14 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from statecore.backends._redis_codec import decode_entries, decode_rows, meta_from_hash, text, utf8
+from statecore.backends._redis_codec import (
+    decode_entries,
+    decode_rows,
+    meta_from_hash,
+    pack_events,
+    text,
+    utf8,
+)
 from statecore.backends._redis_keys import (
     INT64,
     cache_key,
@@ -421,9 +428,8 @@ class RedisStore(Store):
             *sets,
             *dels,
         ]
-        if bad is None:
-            for e in events:
-                args += (f"0-{e.seq}", e.epoch, e.prev_hash, utf8(e.kind), e.ts, e.payload)
+        if bad is None and events:
+            args += pack_events(events)
 
         def queue(pipe: Any) -> None:
             pipe.execute_command("EVALSHA", APPEND.sha, 2, *keys, *args)
