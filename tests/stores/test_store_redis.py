@@ -208,6 +208,32 @@ def test_a_big_batch_is_one_atomic_append(redis_store: RedisStore) -> None:
     assert redis_store.head("big") == 5_000 and len(redis_store.read("big")) == 5_000
 
 
+def test_awkward_event_fields_land_whole_in_the_stream_s_own_layout(
+    redis_store: RedisStore, raw: Any
+) -> None:
+    # the script cuts each batch's fields out of one argument by their lengths: fields
+    # holding digits and commas, empty ones, negative and huge numbers, non-UTF-8 text
+    # and a long payload must come back whole, in the layout entries always had
+    awkward = [
+        StoredEvent("odd", 1, 0, b"", "state", 0, b""),
+        StoredEvent("odd", 2, 7, b"1,2,3", "k\u00e9nd \udcff", -5, b"9,9,9,9,9" * 3),
+        StoredEvent("odd", 3, 2**62, b"\x00" * 16, "", NOW, bytes(range(256)) * 400),
+        StoredEvent("odd", 4, 1, b"h", "log", 2**63 - 1, b"%d" % 10**30),
+    ]
+    assert redis_store.append("odd", awkward, expected_seq=0) == 4
+    assert redis_store.read("odd") == awkward
+    key = redis_store.keys_of("odd")[0]
+    entries = raw.xrange(key)
+    assert [entry_id for entry_id, _ in entries] == [b"0-1", b"0-2", b"0-3", b"0-4"]
+    assert entries[1][1] == {
+        b"e": b"7",
+        b"h": b"1,2,3",
+        b"k": "k\u00e9nd \udcff".encode("utf-8", "surrogatepass"),
+        b"t": b"-5",
+        b"p": b"9,9,9,9,9" * 3,
+    }
+
+
 def test_scripts_are_reloaded_after_the_server_forgets_them(
     redis_store: RedisStore, raw: Any
 ) -> None:
