@@ -84,28 +84,50 @@ def chain_hash(event: StoredEvent, key: bytes | None = None) -> bytes:
 
     With ``key`` it is a keyed BLAKE2b (a MAC): it cannot be recomputed without the key.
     """
-    key = key or b""
+    return chain_digest(
+        hash_start(key or b""),
+        event.prev_hash,
+        event.run_id.encode(),
+        event.seq,
+        event.epoch,
+        event.kind.encode(),
+        event.ts,
+        event.payload,
+    )
+
+
+def hash_start(key: bytes) -> Any:
+    """A BLAKE2b hash keyed with ``key`` (``b""``: unkeyed), nothing hashed yet: what
+    :func:`chain_digest` copies."""
     start = _hash_starts.get(key)
     if start is None:
         start = _hash_starts[key] = _blake2b(digest_size=16, key=key)
-    # a copy of the keyed start costs less than a new hash object (about 0.15 µs an event)
+    return start
+
+
+def chain_digest(
+    start: Any,
+    prev_hash: bytes,
+    run_id: bytes,
+    seq: int,
+    epoch: int,
+    kind: bytes,
+    ts: int,
+    payload: bytes,
+) -> bytes:
+    """:func:`chain_hash` from an event's fields, its text already UTF-8 (the journal's
+    path: it keeps the run id's and the kinds' bytes and the start once per run)."""
+    # a copy of the keyed start costs less than a new hash object (about 0.15 µs an
+    # event), and one update of everything less than two
     h = start.copy()
     h.update(
-        b"%s%s\x00%d\x00%d\x00%s\x00%d\x00"
-        % (
-            event.prev_hash,
-            event.run_id.encode(),
-            event.seq,
-            event.epoch,
-            event.kind.encode(),
-            event.ts,
-        )
+        b"%s%s\x00%d\x00%d\x00%s\x00%d\x00%s" % (prev_hash, run_id, seq, epoch, kind, ts, payload)
     )
-    h.update(event.payload)
-    return h.digest()
+    digest: bytes = h.digest()
+    return digest
 
 
-#: a BLAKE2b hash, keyed, with nothing hashed yet, per key :func:`chain_hash` was given
+#: a BLAKE2b hash, keyed, with nothing hashed yet, per key :func:`hash_start` was given
 _hash_starts: dict[bytes, Any] = {}
 
 

@@ -27,7 +27,15 @@ from typing import Any
 
 from statecore.backends.base import Lease, RunMeta, Store
 from statecore.errors import ConcurrencyError, LeaseLost
-from statecore.events import Body, StoredEvent, chain_hash, encode_body, make_event
+from statecore.events import (
+    Body,
+    StoredEvent,
+    chain_digest,
+    chain_hash,
+    encode_body,
+    hash_start,
+    make_event,
+)
 
 __all__ = ["Journal", "hmac_key"]
 
@@ -70,6 +78,10 @@ class Journal:
         self.durable = head
         self.key = hmac_key()
         self.prev_hash = chain_hash(last_event, self.key) if last_event is not None else b""
+        # what each event's hash needs beside its own fields, made once
+        self._hash_start = hash_start(self.key or b"")
+        self._run_id_bytes = run_id.encode()
+        self._kind_bytes: dict[str, bytes] = {}
         self.lease = lease
         self.max_events = max_events
         self.max_delay_ns = int(max_delay * 1e9)
@@ -106,10 +118,15 @@ class Journal:
         ``ended`` is when the body whose outcome this is ended (UTC ns, measured where it
         ran): the window of its outcome started then."""
         self.head += 1
-        lease = self.lease
+        seq, prev, lease = self.head, self.prev_hash, self.lease
         epoch = 0 if lease is None else lease.epoch
-        event = make_event(self.run_id, self.head, epoch, self.prev_hash, kind, ts, payload)
-        self.prev_hash = chain_hash(event, self.key)
+        event = make_event(self.run_id, seq, epoch, prev, kind, ts, payload)
+        kind_bytes = self._kind_bytes.get(kind)
+        if kind_bytes is None:
+            kind_bytes = self._kind_bytes[kind] = kind.encode()
+        self.prev_hash = chain_digest(
+            self._hash_start, prev, self._run_id_bytes, seq, epoch, kind_bytes, ts, payload
+        )
         buffer = self.buffer
         now = time.monotonic_ns()
         start = now if ended is None else now - max(0, time.time_ns() - ended)

@@ -35,7 +35,7 @@ from statecore.runners.journal import Journal
 from statecore.runners.leases import now_ns
 from statecore.scrubbing import holds_secret_bytes, scrub, with_message
 from statecore.serialization import packb
-from statecore.states import Failed, Mapped, State
+from statecore.states import Failed, Mapped, Running, State
 
 __all__ = ["Recorder"]
 
@@ -57,7 +57,8 @@ class Recorder:
         journal: where events go (the driver may hand it a new one, see ``journal``).
         known_secrets: every secret value known to the run, by name (shared, growing).
         pending_logs: log lines written by bodies, recorded at the next change.
-        on_change: called after each task change (the driver queues what may run).
+        on_change: called after each task change but a start (Running), which queues
+            nothing: the driver queues what may run.
     """
 
     def __init__(
@@ -192,7 +193,8 @@ class Recorder:
             )
         if self.pending_logs:
             self.flush_logs()
-        self.on_change(node_i, index, old, new)
+        if type(new) is not Running:  # a start queues nothing (see Frontier.after)
+            self.on_change(node_i, index, old, new)
         return new
 
     def _seal(
