@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from statecore.building import case_stack as _case_stack
@@ -47,6 +47,24 @@ class Edge:
     key: str | None = None
     mapped: bool = False
     flattened: bool = False
+    # hashed once: an edge keys the upstream states decide gathers for every task run
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.upstream_task, self.downstream_task, self.key, self.mapped, self.flattened)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    # a copy or an unpickled edge has new tasks (hashed by identity): hash it anew
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
 
     def __repr__(self) -> str:
         arrow = f"({self.key})" if self.key else ""

@@ -520,3 +520,30 @@ def test_a_handler_raising_fail_on_success_is_retried_and_may_answer_a_pause(
     assert state.result[gated].message == "refused by the handler"
     changes = [(e.prev, e.new) for e in replay(store, state.run_id).timeline() if e.task]
     assert changes.count(("Retrying", "Resume")) == 2
+
+
+def test_an_edge_hashes_as_its_fields_even_after_a_copy_or_a_pickle() -> None:
+    # Edge keeps its hash (upstream states are keyed by edge for every task run); a copy
+    # or an unpickled edge holds new tasks, hashed by identity, so it must hash anew
+    import copy
+
+    import cloudpickle  # how a Dask runner ships a flow's tasks
+
+    @task
+    def up() -> int:
+        return 1
+
+    @task
+    def down(x: int) -> int:
+        return x
+
+    with Flow("edges") as flow:
+        down(up())
+    (edge,) = flow.edges
+    twin = type(edge)(edge.upstream_task, edge.downstream_task, edge.key)
+    assert twin == edge and hash(twin) == hash(edge) and {edge: 1}[twin] == 1
+    for other in (copy.deepcopy(edge), cloudpickle.loads(cloudpickle.dumps(edge))):
+        fields = (other.upstream_task, other.downstream_task, other.key, False, False)
+        assert other.upstream_task is not edge.upstream_task
+        assert hash(other) == hash(fields) and {other: 1}[other] == 1
+        assert repr(other) == repr(edge)
