@@ -639,12 +639,18 @@ def blocker_counts(graph: Graph, view: RunView) -> tuple[list[dict[int, bool]], 
     """
     needs_complete: list[dict[int, bool]] = []
     blockers: list[int] = []
+    # loops, not generators: this runs once per run over every task (a W1 chain of
+    # 1,000 tasks pays it once per task)
     for node in graph.nodes:
         needs: dict[int, bool] = {}
+        waiting = 0
         for inp in node.inputs:
             if inp.upstream >= 0:
                 full = not inp.mapped or inp.flattened
                 needs[inp.upstream] = needs.get(inp.upstream, False) or full
+        for u, full in needs.items():
+            if not is_ready(view, u, full):
+                waiting += 1
         needs_complete.append(needs)
-        blockers.append(sum(1 for u, full in needs.items() if not is_ready(view, u, full)))
+        blockers.append(waiting)
     return needs_complete, blockers

@@ -43,8 +43,7 @@ class Frontier:
         self.candidates[entity] = None
 
     def add_all(self, entities: Iterable[Entity]) -> None:
-        for entity in entities:
-            self.candidates[entity] = None
+        self.candidates.update(dict.fromkeys(entities))
 
     def take(self) -> list[Entity]:
         """The queued candidates, in order; the queue is left empty."""

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from itertools import repeat
 from typing import Any
 
 from statecore.backends.base import Store
@@ -189,7 +190,7 @@ class Driver:
                         start = replace(start, parameters=self.record.scrub(start.parameters))
                     self.may_lack_results = bool(reuse)
                     begin(self.record, start, seed(self.graph, initial or {}, reuse or {}))
-                    self.frontier.add_all((n, None) for n in range(len(self.graph.nodes)))
+                    self.frontier.add_all(zip(range(len(self.graph.nodes)), repeat(None)))
                     session.open(self.record, "run", None)
                     self.logging.flow_started("run")
                     if scheduled is not None:
