@@ -8,6 +8,7 @@ malformed raises :class:`~statecore.errors.CorruptEvent`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,24 +24,25 @@ def utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def pack_events(events: Sequence[StoredEvent]) -> tuple[bytes, bytes]:
-    """The append script's two arguments for ``events``: the lengths of each event's
-    epoch, prev_hash, kind, ts and payload (decimal, comma-separated) and those fields
-    end to end, as the stream entry stores them (numbers in decimal, text in UTF-8)."""
-    fields: list[bytes] = []
-    lengths: list[bytes] = []
+def pack_events(events: Sequence[StoredEvent]) -> bytes:
+    """The append script's one argument for ``events``: each event's header (the lengths
+    of its epoch, prev_hash, kind, ts and payload, 4 bytes each, big-endian) and those
+    fields, as the stream entry stores them (numbers in decimal, text in UTF-8)."""
+    parts: list[bytes] = []
     kinds = _KIND_BYTES
+    header = _HEADER.pack
     for e in events:
         epoch, ts = b"%d" % e.epoch, b"%d" % e.ts
         kind = kinds.get(e.kind) or utf8(e.kind)
-        fields += (epoch, e.prev_hash, kind, ts, e.payload)
-        lengths.append(
-            b"%d,%d,%d,%d,%d" % (len(epoch), len(e.prev_hash), len(kind), len(ts), len(e.payload))
-        )
-    return b",".join(lengths), b"".join(fields)
+        h, payload = e.prev_hash, e.payload
+        parts += (header(len(epoch), len(h), len(kind), len(ts), len(payload)), epoch, h)
+        parts += (kind, ts, payload)
+    return b"".join(parts)
 
 
 _KIND_BYTES: dict[str, bytes] = {name: raw for raw, name in _KINDS.items()}
+# a Redis string is at most 512 MB: a length always fits 4 bytes
+_HEADER = struct.Struct(">5I")
 
 
 def text(raw: bytes) -> str:

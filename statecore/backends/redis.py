@@ -429,7 +429,7 @@ class RedisStore(Store):
             *dels,
         ]
         if bad is None and events:
-            args += pack_events(events)
+            args.append(pack_events(events))
 
         def queue(pipe: Any) -> None:
             pipe.execute_command("EVALSHA", APPEND.sha, 2, *keys, *args)
