@@ -181,18 +181,22 @@ def _decide_one(
 ) -> None:
     run = view.runs[node.index] if index is None else view.children[node.index][index]
     state = run.state
+    # a plain Pending (most tasks) is none of the subclasses checked below: Scheduled,
+    # Paused, Retrying, Resume (and not Looped, a Finished state)
+    plain = type(state) is Pending
     cached = type(state) is Cached
-    # what decidable() offers: the rest is left as it is
-    if not cached and (not isinstance(state, Pending) or isinstance(state, Paused)):
-        return
-    if cached and node.mapped and index is None:
-        return
-    if isinstance(state, Scheduled):
-        if isinstance(state, Retrying) and not retry_now:
+    if not plain:
+        # what decidable() offers: the rest is left as it is
+        if not cached and (not isinstance(state, Pending) or isinstance(state, Paused)):
             return
-        if state.start_time is not None and state.start_time > now:
-            decision.wake.append((state.start_time, (node.index, index)))
+        if cached and node.mapped and index is None:
             return
+        if isinstance(state, Scheduled):
+            if isinstance(state, Retrying) and not retry_now:
+                return
+            if state.start_time is not None and state.start_time > now:
+                decision.wake.append((state.start_time, (node.index, index)))
+                return
     upstream = upstream_states(graph, view, node, index)
     if upstream is None:
         return
@@ -211,7 +215,8 @@ def _decide_one(
             invalid = Pending("Cache was invalid; ready to run.")
             decision.set_states.append(SetState(node.index, index, invalid))
             return
-    verdict = _check_trigger(node, upstream, approved=isinstance(state, Resume))
+    resumed = not plain and isinstance(state, Resume)
+    verdict = _check_trigger(node, upstream, approved=resumed)
     if verdict is not None:
         decision.set_states.append(SetState(node.index, index, verdict))
         return
@@ -222,7 +227,7 @@ def _decide_one(
         if hit is not None:
             decision.set_states.append(SetState(node.index, index, hit))
             return
-    if isinstance(state, Looped):
+    if not plain and isinstance(state, Looped):
         attempt = 1  # a LOOP's next iteration is a new task run (its own retries)
     else:
         attempt = run.attempt if run.interrupted else run.attempt + 1
@@ -232,7 +237,7 @@ def _decide_one(
             index,
             inputs,
             max(attempt, 1),
-            resume=isinstance(state, Resume),
+            resume=resumed,
             loop_count=run.loop_count,
             loop_result=run.loop_result,
         )
@@ -453,6 +458,8 @@ def settle(
     """
     if ended_run:
         return outcome
+    if type(outcome) is Success and node.cache_for_ns is None:
+        return outcome  # the commonest case, none of the steps below apply
     if isinstance(outcome, Retrying) and outcome.start_time is None:
         return Retrying(outcome.message, outcome.result, now, attempt)
     if (
