@@ -461,7 +461,7 @@ class Flow:
         store: Store | str | None = None,
         run_id: str | None = None,
         task_states: Mapping[Any, State] | None = None,
-        secrets: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Any] | None = None,
         runner: Any = None,
         run_on_schedule: bool | None = None,
         raise_on_exception: bool = False,

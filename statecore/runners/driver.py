@@ -83,7 +83,7 @@ class Driver:
         view: RunView,
         runner: Runner,
         *,
-        secrets: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Any] | None = None,
     ) -> None:
         self.graph = graph
         self.store = store

@@ -264,7 +264,7 @@ def run_flow(
     store: Store | str | None = None,
     run_id: str | None = None,
     task_states: Mapping[Any, State] | None = None,
-    secrets: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Any] | None = None,
     runner: Runner | None = None,
     parent_run: str | None = None,
     reuse: Mapping[int, State] | None = None,
@@ -303,7 +303,7 @@ def run_flow(
     )
 
 
-def _public_params(params: Mapping[str, Any], secrets: Mapping[str, str] | None) -> dict[str, Any]:
+def _public_params(params: Mapping[str, Any], secrets: Mapping[str, Any] | None) -> dict[str, Any]:
     if not secrets:
         return dict(params)
     return dict(scrub(dict(params), dict(secrets)))
@@ -329,7 +329,7 @@ def resume(
     *,
     store: Store | str | None = None,
     approve: Iterable[Any] = (),
-    secrets: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Any] | None = None,
     runner: Runner | None = None,
     allow_changed: bool = False,
 ) -> State:
@@ -371,7 +371,7 @@ def rerun(
     *,
     store: Store | str | None = None,
     new_run_id: str | None = None,
-    secrets: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Any] | None = None,
     runner: Runner | None = None,
     allow_changed: bool = False,
 ) -> State:

@@ -117,7 +117,7 @@ def run_on_schedule(
     parameters: Mapping[str, Any] | None = None,
     store: Store | str | None = None,
     runner: Runner | None = None,
-    secrets: Mapping[str, str] | None = None,
+    secrets: Mapping[str, Any] | None = None,
     catch_up: bool = False,
     max_runs: int | None = None,
     until: dt.datetime | None = None,
@@ -233,7 +233,7 @@ class _Plan:
         store: Store,
         parameters: Mapping[str, Any] | None,
         runner: Runner | None,
-        secrets: Mapping[str, str] | None,
+        secrets: Mapping[str, Any] | None,
         on_run: Callable[[ScheduledRun], None] | None,
     ) -> None:
         self.flow = flow
