@@ -101,11 +101,6 @@ class Journal:
         self._away = False
         self._stop_committer: threading.Event | None = None
 
-    @property
-    def epoch(self) -> int:
-        """The lease epoch written into events."""
-        return self.lease.epoch if self.lease is not None else 0
-
     def add(self, body: Body, ts: int) -> StoredEvent:
         """Encode, number and buffer one event (raises SerializationError, writing nothing)."""
         return self.add_payload(body.kind, encode_body(body), ts)
