@@ -498,6 +498,18 @@ def table(
     return rows, notes
 
 
+def build() -> str:
+    """Which statecore build runs: pure Python, or the hot path compiled (README, Speed)."""
+    import importlib.machinery
+
+    import statecore.decide
+
+    compiled = str(statecore.decide.__file__).endswith(
+        tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    )
+    return "compiled (STATECORE_COMPILE=1)" if compiled else "pure Python"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="repeats (medians over them)")
@@ -564,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`{command.strip()}`: {'quick sizes, ' if args.quick else ''}median of "
         f"{args.repeat} repeats (jobs forward, then backward), every ratio measured in this "
-        f"invocation; {wall:.0f} s wall.",
+        f"invocation; {wall:.0f} s wall. Build: {build()}.",
         "",
         f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {platform.platform()}. Parent peak RSS "

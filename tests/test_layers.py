@@ -374,11 +374,12 @@ def test_old_import_paths_warn_and_still_work(old: str) -> None:
 
 
 def test_tests_are_grouped_by_the_layer_they_test() -> None:
-    """Each layer's tests live in its folder; only the whole-package checks stay on top."""
+    """Each layer's tests live in its folder; only the whole-package checks (and the
+    build's) stay on top."""
     tests = Path(__file__).resolve().parent
     layers = {"core", "stores", "runners", "cli", "ui", "compat"}
     top = {p.stem for p in tests.glob("test_*.py")}
-    assert top == {"test_docs", "test_layers", "test_public_api"}
+    assert top == {"test_build", "test_docs", "test_layers", "test_public_api"}
     for layer in layers:
         assert (tests / layer / "__init__.py").is_file(), layer
         assert list((tests / layer).glob("test_*.py")), layer
