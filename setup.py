@@ -17,7 +17,11 @@ if statecore_build.compiling():
     if statecore_build.asking_requirements:
         setup()  # setuptools only asks what the build needs; mypy is not installed yet
     else:
-        from mypyc.build import mypycify
+        try:
+            from mypyc.build import mypycify
+        except ImportError as exc:  # a build without isolation, in an environment without mypy
+            needs = " ".join(f"'{r}'" for r in statecore_build.COMPILE_REQUIRES)
+            raise SystemExit(f"STATECORE_COMPILE=1 needs mypyc: pip install {needs}") from exc
 
         setup(ext_modules=mypycify(statecore_build.HOT_PATH, opt_level="3", group_name="statecore"))
 else:
