@@ -17,7 +17,7 @@ from statecore import view as view_module
 from statecore.backends import MemoryStore, SQLiteStore
 from statecore.errors import CorruptEvent, SchemaVersionError
 from statecore.events import MAX_MAP_STATES, SCHEMA_VERSION, StoredEvent, encode_state_change
-from statecore.fold import RunView, TaskRun, fold
+from statecore.fold import _CHUNK, RunView, TaskRun, fold
 from statecore.runners import replay
 from statecore.serialization import packb
 from statecore.states import State
@@ -151,7 +151,7 @@ def test_megabyte_payloads_fold_between_small_ones(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def long_log() -> tuple[str, list[StoredEvent]]:
-    # 5,000 children, about 10,000 events: several of the fold's 4,096-row chunks
+    # 5,000 children, about 10,000 events: many of the fold's chunks
     with Flow("long") as flow:
         double.map(list(range(5000)))
     return logged_run(flow)
@@ -186,9 +186,10 @@ def test_damage_deep_in_a_long_log_is_named_and_all_before_it_is_folded(
     case: str, long_log: tuple[str, list[StoredEvent]]
 ) -> None:
     run_id, events = long_log
-    assert len(events) > 2 * 4096
+    assert len(events) > 2 * _CHUNK
     at = child_event(events, 6000)
     later = child_event(events, at + 1)
+    assert at // _CHUNK == later // _CHUNK  # a pair whose lengths cancel: in one chunk
     first, second = DAMAGE[case](events[at].payload, events[later].payload)
     bad = tampered(tampered(events, at, first), later, second)
     view = RunView(run_id)
