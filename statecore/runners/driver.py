@@ -25,6 +25,7 @@ from statecore.decide import (
     RunTask,
     all_entities,
     cancel,
+    carried_retries,
     decidable,
     decide,
     entity_run,
@@ -203,6 +204,8 @@ class Driver:
                     session.open(self.record, why, lost)
                     self.logging.flow_started(why)
                     resume_prelude(self.record, approve, code or {}, record, lost)
+                    # this resume is a pass of its own: its retries start no other
+                    self.revisited |= carried_retries(self.view)
                     self.frontier.add_all(decidable(self.view))
                 self.bodies.scheduled_start = logged_slot(self.view)
                 self.cache.load(now_ns())

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from statecore import Flow, context, states, task, triggers, unmapped
+from statecore import Flow, context, signals, states, task, triggers, unmapped
 from statecore.attempts import attempt_bars
 from statecore.backends import MemoryStore, SQLiteStore, open_store
 from statecore.backends.base import Store
@@ -376,6 +376,47 @@ def test_an_invalid_cache_runs_again_on_a_retrys_pass_as_in_prefect_1(tmp_path: 
     given_changes = [(e.prev, e.new, e.message) for e in timeline if e.task == "given-1"]
     assert ("Cached", "Pending", "Cache was invalid; ready to run.") in given_changes
     assert given_changes[-1][1] == "Cached"
+
+
+def test_a_resume_is_its_own_pass_so_a_retry_it_finds_does_not_rerun_its_upstream() -> None:
+    """A task waiting for approval, cached with a validator that never accepts, upstream
+    of a task that retries. Approving it once: it succeeds (Cached), the downstream task
+    fails and waits to retry, and the retry's pass checks the cache, which fails, so the
+    approved task runs again and pauses again (Prefect 1's flow.run does the same).
+    Approving it a second time is a new flow run: the approved task succeeds and the
+    retry runs in that same pass, as in Prefect 1. (Found by the pause-and-approve
+    property: every resume checked the cache again before the retry and the run never
+    ended.)"""
+    calls: Counter[str] = Counter()
+
+    @task(cache_for=timedelta(hours=1), cache_validator=never_use)
+    def gate() -> int:
+        calls["gate"] += 1
+        if not context.get("resume"):
+            raise signals.PAUSE("waiting for approval")
+        return 1
+
+    @task(max_retries=1, retry_delay=timedelta(0))
+    def flaky() -> int:
+        calls["flaky"] += 1
+        if context.get("task_run_count") == 1:
+            raise signals.RETRY("once")
+        return 2
+
+    with Flow("approve-then-retry") as flow:
+        g = gate()
+        flaky(upstream_tasks=[g])
+    store = MemoryStore()
+    state = flow.run(store=store)
+    assert state.result[g].is_paused()
+    state = resume(state.run_id, flow, store=store, approve=[g])
+    # the retry's pass ran the gate again, and it waits again
+    assert state.result[g].is_paused()
+    assert state.result[flow.get_tasks(name="flaky")[0]].is_retrying()
+    state = resume(state.run_id, flow, store=store, approve=[g])
+    assert state.is_successful()
+    assert calls == Counter({"gate": 4, "flaky": 2})
+    assert state.result[flow.get_tasks(name="flaky")[0]].result == 2
 
 
 def test_a_mapped_retry_waiting_on_an_upstream_that_ran_again_still_runs() -> None:
