@@ -254,8 +254,10 @@ def test_pauses_and_approvals_stay_in_the_machine(drawn: DrawnFlow) -> None:
     store = MemoryStore()
     state = run(drawn, store)
     # as in Prefect 1, a manual_only task that fails and retries pauses again: each
-    # attempt of each task may need its own approval
+    # attempt of each task may need its own approval (a RETRY signal retries past
+    # max_retries, and each LOOP iteration is a task run of its own)
     rounds = sum(t.max_retries + 1 for t in drawn.flow.tasks) + 1
+    rounds += sum(b.n + 1 for b in drawn.behaviours.values() if b.op in ("retry", "loop"))
     for _ in range(rounds):
         if state.is_finished():
             break
