@@ -61,7 +61,6 @@ __all__ = [
     "approve",
     "blocker_counts",
     "cancel",
-    "carried_retries",
     "decidable",
     "decide",
     "entity_run",
@@ -591,23 +590,6 @@ def decidable(view: RunView) -> list[Entity]:
         if type(run.state) is Cached
         or (isinstance(run.state, Pending) and not isinstance(run.state, Paused))
     ]
-
-
-def carried_retries(view: RunView) -> set[tuple[int, int | None, int]]:
-    """The retries a resume finds waiting in the log, as ``(node, map index, attempt)``
-    of the attempt each will run (the attempt :func:`decide` gives it).
-
-    Prefect 1 checks every Cached task again on the pass a retry makes. A resume is a
-    new ``flow.run`` and so a pass of its own, which checks the Cached tasks as it begins
-    (:func:`decidable` offers them); a retry it finds runs in that pass and starts no
-    other. (Counting such a retry's pass again sent a Cached task whose cache is never
-    valid back to run, and pause, before the retry on every resume: the run never
-    ended.)"""
-    return {
-        (node, index, max(run.attempt if run.interrupted else run.attempt + 1, 1))
-        for node, index, run in entity_runs(view)
-        if type(run.state) is Retrying
-    }
 
 
 def entity_runs(view: RunView) -> Iterator[tuple[int, int | None, TaskRun]]:

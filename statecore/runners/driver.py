@@ -25,10 +25,10 @@ from statecore.decide import (
     RunTask,
     all_entities,
     cancel,
-    carried_retries,
     decidable,
     decide,
     entity_run,
+    entity_runs,
     final_state,
     loop_restart,
     outcome_state,
@@ -204,8 +204,14 @@ class Driver:
                     session.open(self.record, why, lost)
                     self.logging.flow_started(why)
                     resume_prelude(self.record, approve, code or {}, record, lost)
-                    # this resume is a pass of its own: its retries start no other
-                    self.revisited |= carried_retries(self.view)
+                    # a resume is a new flow.run, a pass of its own that checks the
+                    # Cached tasks as it begins (decidable offers them): the retries it
+                    # finds run in it and start no other (see _revisit_cached)
+                    self.revisited |= {
+                        (node, index, run.attempt)
+                        for node, index, run in entity_runs(self.view)
+                        if type(run.state) is Retrying
+                    }
                     self.frontier.add_all(decidable(self.view))
                 self.bodies.scheduled_start = logged_slot(self.view)
                 self.cache.load(now_ns())
@@ -323,13 +329,15 @@ class Driver:
     def _revisit_cached(self, runs: list[RunTask], now: int) -> None:
         """Prefect 1's ``flow.run`` makes another pass over every task for a retry, and
         checks each Cached task's cache again on it: one no longer valid goes back to
-        Pending and runs again, before the tasks downstream of it (they wait for it)."""
+        Pending and runs again, before the tasks downstream of it (they wait for it).
+        A retry is named by its task and the attempt that failed."""
         view = self.view
-        retries = {
-            (rt.node, rt.index, rt.attempt)
-            for rt in runs
-            if type(entity_run(view, rt.node, rt.index).state) is Retrying
-        } - self.revisited
+        retries: set[tuple[int, int | None, int]] = set()
+        for rt in runs:
+            run = entity_run(view, rt.node, rt.index)
+            if type(run.state) is Retrying:
+                retries.add((rt.node, rt.index, run.attempt))
+        retries -= self.revisited
         if not retries:
             return
         # one pass per retry: the same retry, held back for an upstream that ran again,

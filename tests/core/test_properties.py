@@ -255,9 +255,12 @@ def test_pauses_and_approvals_stay_in_the_machine(drawn: DrawnFlow) -> None:
     state = run(drawn, store)
     # as in Prefect 1, a manual_only task that fails and retries pauses again: each
     # attempt of each task may need its own approval (a RETRY signal retries past
-    # max_retries, and each LOOP iteration is a task run of its own)
-    rounds = sum(t.max_retries + 1 for t in drawn.flow.tasks) + 1
-    rounds += sum(b.n + 1 for b in drawn.behaviours.values() if b.op in ("retry", "loop"))
+    # max_retries, and each LOOP iteration is a task run of its own). A manual_only task
+    # already Cached pauses again on every later pass too (Prefect 1 checks its trigger
+    # after its cache), so each attempt may cost a second round, for its upstreams
+    attempts = sum(t.max_retries + 1 for t in drawn.flow.tasks)
+    attempts += sum(b.n + 1 for b in drawn.behaviours.values() if b.op in ("retry", "loop"))
+    rounds = 2 * attempts + 1
     for _ in range(rounds):
         if state.is_finished():
             break
